@@ -128,10 +128,8 @@ impl Attestation {
     /// Validates `fields` and computes the canonical encoding. References are sorted and
     /// de-duplicated.
     pub fn new(mut fields: AttestationFields) -> Result<Attestation, AttestationError> {
-        if let Some(drv) = &fields.drv_path {
-            if !drv.is_derivation() {
-                return Err(AttestationError::NotDerivation(drv.to_string()));
-            }
+        if let Some(drv) = fields.drv_path.as_ref().filter(|d| !d.is_derivation()) {
+            return Err(AttestationError::NotDerivation(drv.to_string()));
         }
         if let Some(name) = &fields.output_name {
             store_path::check_name(name).map_err(|source| AttestationError::OutputName {

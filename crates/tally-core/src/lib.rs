@@ -19,7 +19,9 @@ pub mod map;
 pub mod nar_hash;
 pub mod nixbase32;
 pub mod note;
+pub mod sample;
 pub mod store_path;
+pub mod tiles;
 pub mod tlog;
 
 pub use attestation::{Attestation, AttestationError, AttestationFields};

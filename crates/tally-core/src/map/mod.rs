@@ -49,7 +49,11 @@ impl MapKey {
     /// Nibble `i` (0 = high half of the first byte).
     pub fn nibble(&self, i: usize) -> u8 {
         let b = self.0[i / 2];
-        if i % 2 == 0 { b >> 4 } else { b & 0x0f }
+        if i.is_multiple_of(2) {
+            b >> 4
+        } else {
+            b & 0x0f
+        }
     }
 
     /// Whether the first `bits` bits of two keys are equal.

@@ -61,7 +61,7 @@ pub fn insert<R: MapNodeReader>(
     reader: &R,
     mut pairs: Vec<(MapKey, MapValue)>,
 ) -> Result<MapUpdate, R::Error> {
-    pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    pairs.sort_unstable_by_key(|p| p.0);
     if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
         return Err(MapError::DuplicateKey(w[0].0).into());
     }

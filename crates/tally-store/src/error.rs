@@ -1,0 +1,117 @@
+//! The store's error type.
+
+use tally_core::map::{MapError, MapNodeError};
+use tally_core::tlog::ProofError;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database failed: I/O, a full disk, or a corrupt file.
+    #[error("database: {0}")]
+    Database(#[from] redb::Error),
+    /// A proof was asked for sizes or an index the log does not have.
+    #[error(transparent)]
+    Proof(#[from] ProofError),
+    /// A map operation failed.
+    #[error(transparent)]
+    Map(#[from] MapError),
+    /// Stored bytes do not decode.
+    #[error("corrupt {what}: {detail}")]
+    Corrupt {
+        /// What was being read.
+        what: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// Entries were asked for beyond the log's size.
+    #[error("entries {start}..{end} are beyond the log size {size}")]
+    OutOfRange {
+        /// First entry asked for.
+        start: u64,
+        /// End of the range asked for.
+        end: u64,
+        /// The log's size.
+        size: u64,
+    },
+    /// A tile was asked for that the log does not have (yet).
+    #[error("tile {index} at level {level} is beyond the log size {size}")]
+    TileOutOfRange {
+        /// Tile level.
+        level: u8,
+        /// Tile index.
+        index: u64,
+        /// The log's size.
+        size: u64,
+    },
+    /// A secret key file cannot be used.
+    #[error("secret key file {path}: {problem}")]
+    KeyFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong, and how to fix it.
+        problem: String,
+    },
+    /// A file or directory operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The database belongs to another log.
+    #[error("this database holds log {found:?}, not {expected:?}")]
+    WrongLog {
+        /// The origin asked for.
+        expected: String,
+        /// The origin the database holds.
+        found: String,
+    },
+    /// Signing the checkpoint failed.
+    #[error("signing the checkpoint: {0}")]
+    Sign(#[from] tally_core::CheckpointError),
+}
+
+impl StoreError {
+    pub(crate) fn corrupt(what: &'static str, detail: impl ToString) -> StoreError {
+        StoreError::Corrupt {
+            what,
+            detail: detail.to_string(),
+        }
+    }
+}
+
+/// Attaches a path to an I/O error.
+pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl From<MapNodeError> for StoreError {
+    fn from(e: MapNodeError) -> Self {
+        StoreError::corrupt("map node", e)
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Database(e.into())
+            }
+        }
+    )*};
+}
+
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError,
+    redb::CompactionError
+);

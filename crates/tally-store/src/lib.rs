@@ -1,0 +1,34 @@
+//! Tally's durable local state.
+//!
+//! This crate owns everything Tally keeps on the local disk:
+//! - [`LogStore`]: an attester log (entries, Merkle hashes, map nodes, the latest signed
+//!   checkpoint) in one redb file, appended in atomic, durable batches;
+//! - [`Spool`]: attestations the post-build hook could not deliver yet;
+//! - secret key files ([`read_signing_key`], [`write_signing_key`]).
+//!
+//! It must never acknowledge a write before it is durable, and never leave a checkpoint
+//! that does not match the data stored with it. It does no networking and holds no async
+//! state: callers on an async runtime run it on a blocking thread.
+//!
+//! Why redb: it is ACID and crash-safe by default, its file format is stable, it is tested
+//! upstream for crash consistency and I/O faults, and it is one dependency. sled, which the
+//! original design card named, has had no stable release since 0.34.7 (2021), has open
+//! reports of corruption after a killed process, and depends on crates with RUSTSEC
+//! "unmaintained" advisories.
+
+#![forbid(unsafe_code)]
+
+mod entry_pages;
+mod error;
+mod hash_chunks;
+mod key_file;
+mod log_store;
+mod log_tables;
+mod map_nodes;
+mod spool;
+
+pub use error::StoreError;
+pub use key_file::{generate_signing_key, read_signing_key, write_signing_key};
+pub use log_store::{BatchResult, LogStore, StoredCheckpoint};
+pub use log_tables::{LogReader, Outcome};
+pub use spool::{Spool, SpoolFile};

@@ -1,0 +1,189 @@
+//! The attester log's database: one log, appended in signed batches.
+//!
+//! Durability contract:
+//! - [`LogStore::append_batch`] MUST NOT return before the entries, their hashes, their map
+//!   nodes and the checkpoint that signs them are committed in one durable redb transaction.
+//!   A crash before that loses the whole batch and nothing else; a crash after it loses
+//!   nothing.
+//! - The stored checkpoint always matches the stored entries: they are written together.
+//! - An output path is entered at most once: a byte-identical resubmission is a
+//!   [`Outcome::Duplicate`], a different one an [`Outcome::Conflict`], and neither is appended.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable};
+use tally_core::map::{MapKey, MapValue};
+use tally_core::{Attestation, Checkpoint, Hash, Note, SignedCheckpoint, SigningKey};
+
+use crate::StoreError;
+use crate::log_tables::{LogReader, Outcome, TableNames, WriteTables};
+
+const CHECKPOINT: &str = "checkpoint";
+
+/// A checkpoint as stored: parsed, and the signed note bytes as served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// The checkpoint.
+    pub checkpoint: Checkpoint,
+    /// The signed note.
+    pub note: Vec<u8>,
+}
+
+impl StoredCheckpoint {
+    /// Parses a stored checkpoint. The store wrote it after signing, so the signature is not
+    /// checked again here.
+    pub fn from_note(note: Vec<u8>) -> Result<StoredCheckpoint, StoreError> {
+        let text = Note::parse(&note).map_err(|e| StoreError::corrupt("checkpoint", e))?;
+        let checkpoint =
+            Checkpoint::from_text(text.text()).map_err(|e| StoreError::corrupt("checkpoint", e))?;
+        Ok(StoredCheckpoint { checkpoint, note })
+    }
+
+    fn from_signed(signed: &SignedCheckpoint) -> StoredCheckpoint {
+        StoredCheckpoint {
+            checkpoint: signed.checkpoint().clone(),
+            note: signed.to_bytes(),
+        }
+    }
+}
+
+/// What [`LogStore::append_batch`] did.
+#[derive(Clone, Debug)]
+pub struct BatchResult {
+    /// The latest checkpoint after the batch (unchanged if nothing was appended).
+    pub checkpoint: StoredCheckpoint,
+    /// One outcome per attestation, in order.
+    pub outcomes: Vec<Outcome>,
+}
+
+/// An attester log in a redb file.
+pub struct LogStore {
+    db: Database,
+    names: TableNames,
+}
+
+impl LogStore {
+    /// Opens the database at `path`, creating it if it does not exist.
+    pub fn open(path: &Path) -> Result<LogStore, StoreError> {
+        let db = Database::create(path)?;
+        let names = TableNames::new("log");
+        let txn = db.begin_write()?;
+        names.create(&txn)?;
+        txn.commit()?;
+        Ok(LogStore { db, names })
+    }
+
+    /// Appends the new attestations in `batch` and signs a checkpoint over the result, all in
+    /// one durable transaction. With nothing new to append, the checkpoint is unchanged,
+    /// except that an empty log gets its first (size 0) checkpoint.
+    pub fn append_batch(
+        &self,
+        key: &SigningKey,
+        batch: &[Attestation],
+    ) -> Result<BatchResult, StoreError> {
+        let txn = self.db.begin_write()?;
+        let result = {
+            let mut tables = WriteTables::open(&txn, &self.names)?;
+            let latest = match tables.meta.get(CHECKPOINT)? {
+                Some(v) => Some(StoredCheckpoint::from_note(v.value().to_vec())?),
+                None => None,
+            };
+            if let Some(other) = latest
+                .as_ref()
+                .filter(|l| l.checkpoint.origin != *key.name())
+            {
+                return Err(StoreError::WrongLog {
+                    expected: key.name().to_string(),
+                    found: other.checkpoint.origin.to_string(),
+                });
+            }
+            let size = latest.as_ref().map_or(0, |c| c.checkpoint.tree.size);
+
+            let mut outcomes = Vec::with_capacity(batch.len());
+            let mut in_batch: HashMap<MapKey, (MapValue, &Attestation)> = HashMap::new();
+            let mut leaves = Vec::new();
+            let mut pairs = Vec::new();
+            for a in batch {
+                let key = MapKey::for_path(&a.output_path().hash());
+                let entry_hash = Hash::of(a.as_bytes());
+                let existing = match in_batch.get(&key) {
+                    Some((value, existing)) => Some((*value, Some(*existing))),
+                    None => tables.lookup(&key)?.map(|v| (v, None)),
+                };
+                outcomes.push(match existing {
+                    Some((v, _)) if v.entry_hash == entry_hash => Outcome::Duplicate(v.leaf_index),
+                    Some((v, from_batch)) => Outcome::Conflict {
+                        index: v.leaf_index,
+                        existing: Box::new(match from_batch {
+                            Some(a) => a.clone(),
+                            None => Attestation::decode(&tables.entry(v.leaf_index)?)
+                                .map_err(|e| StoreError::corrupt("entry", e))?,
+                        }),
+                    },
+                    None => {
+                        let value = MapValue {
+                            leaf_index: size + leaves.len() as u64,
+                            entry_hash,
+                        };
+                        leaves.push(a.as_bytes());
+                        pairs.push((key, value));
+                        in_batch.insert(key, (value, a));
+                        Outcome::Appended(value.leaf_index)
+                    }
+                });
+            }
+            if let (true, Some(latest)) = (leaves.is_empty(), &latest) {
+                // Nothing to commit: dropping the transaction aborts it.
+                return Ok(BatchResult {
+                    checkpoint: latest.clone(),
+                    outcomes,
+                });
+            }
+            let (tree, map_root) = tables.append(size, &leaves, pairs)?;
+            let checkpoint = Checkpoint {
+                origin: key.name().clone(),
+                tree,
+                map_root,
+            };
+            let signed = SignedCheckpoint::sign(checkpoint, key)?;
+            tables
+                .meta
+                .insert(CHECKPOINT, signed.to_bytes().as_slice())?;
+            BatchResult {
+                checkpoint: StoredCheckpoint::from_signed(&signed),
+                outcomes,
+            }
+        };
+        txn.commit()?;
+        Ok(result)
+    }
+
+    /// A consistent view of the log as of the latest commit.
+    pub fn read(&self) -> Result<LogReader, StoreError> {
+        let txn = self.db.begin_read()?;
+        let checkpoint = {
+            let meta = txn.open_table(self.names.meta())?;
+            meta.get(CHECKPOINT)?.map(|v| v.value().to_vec())
+        };
+        let size = match &checkpoint {
+            Some(note) => {
+                StoredCheckpoint::from_note(note.clone())?
+                    .checkpoint
+                    .tree
+                    .size
+            }
+            None => 0,
+        };
+        Ok(LogReader::new(txn, self.names.clone(), size))
+    }
+}
+
+impl LogReader {
+    /// The latest checkpoint, if the log has one.
+    pub fn checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.meta(CHECKPOINT)?
+            .map(StoredCheckpoint::from_note)
+            .transpose()
+    }
+}

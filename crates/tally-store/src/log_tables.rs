@@ -1,0 +1,281 @@
+//! One log's tables: entries, hashes, map nodes and metadata, under a name prefix, and the
+//! batch integration that keeps them in step.
+//!
+//! The daemon's store has one log (prefix `log`); the aggregator's mirror has one per
+//! followed log. Both append through [`WriteTables::append`], so an entry, its hashes and its
+//! map node always land in the same transaction.
+
+use std::collections::BTreeMap;
+
+use redb::{ReadTransaction, Table, TableDefinition, WriteTransaction};
+use tally_core::map::{self, MapKey, MapValue};
+use tally_core::tlog::{self, HashReader, TreeHead};
+use tally_core::{Attestation, Hash};
+
+use crate::StoreError;
+use crate::entry_pages::{self, EntryTable};
+use crate::hash_chunks::{self, HashTable, PendingHashes, StoredHashes};
+use crate::map_nodes::{self, MapTable, StoredMap};
+
+/// Metadata: small named values such as the latest checkpoint.
+pub(crate) type MetaTable<'a> = TableDefinition<'a, &'static str, &'static [u8]>;
+
+/// The names of one log's tables.
+#[derive(Clone, Debug)]
+pub(crate) struct TableNames {
+    entries: String,
+    hashes: String,
+    map: String,
+    meta: String,
+}
+
+impl TableNames {
+    pub(crate) fn new(prefix: &str) -> TableNames {
+        TableNames {
+            entries: format!("{prefix}/entries"),
+            hashes: format!("{prefix}/hashes"),
+            map: format!("{prefix}/map"),
+            meta: format!("{prefix}/meta"),
+        }
+    }
+
+    pub(crate) fn entries(&self) -> EntryTable<'_> {
+        TableDefinition::new(&self.entries)
+    }
+    pub(crate) fn hashes(&self) -> HashTable<'_> {
+        TableDefinition::new(&self.hashes)
+    }
+    pub(crate) fn map(&self) -> MapTable<'_> {
+        TableDefinition::new(&self.map)
+    }
+    pub(crate) fn meta(&self) -> MetaTable<'_> {
+        TableDefinition::new(&self.meta)
+    }
+
+    /// Creates the tables if they do not exist.
+    pub(crate) fn create(&self, txn: &WriteTransaction) -> Result<(), StoreError> {
+        txn.open_table(self.entries())?;
+        txn.open_table(self.hashes())?;
+        txn.open_table(self.map())?;
+        txn.open_table(self.meta())?;
+        Ok(())
+    }
+}
+
+/// What happened to one attestation offered to the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Appended at this index.
+    Appended(u64),
+    /// Byte-identical to the entry already at this index; nothing appended.
+    Duplicate(u64),
+    /// The output path already has a different attestation, at this index.
+    Conflict {
+        /// Index of the existing attestation.
+        index: u64,
+        /// The existing attestation.
+        existing: Box<Attestation>,
+    },
+}
+
+/// A log's tables inside a write transaction.
+pub(crate) struct WriteTables<'txn> {
+    pub(crate) entries: Table<'txn, u64, &'static [u8]>,
+    pub(crate) hashes: Table<'txn, (u8, u64), &'static [u8]>,
+    pub(crate) map: Table<'txn, &'static [u8], &'static [u8]>,
+    pub(crate) meta: Table<'txn, &'static str, &'static [u8]>,
+}
+
+impl<'txn> WriteTables<'txn> {
+    pub(crate) fn open(
+        txn: &'txn WriteTransaction,
+        names: &TableNames,
+    ) -> Result<Self, StoreError> {
+        Ok(WriteTables {
+            entries: txn.open_table(names.entries())?,
+            hashes: txn.open_table(names.hashes())?,
+            map: txn.open_table(names.map())?,
+            meta: txn.open_table(names.meta())?,
+        })
+    }
+
+    /// The map's value for `key`.
+    pub(crate) fn lookup(&self, key: &MapKey) -> Result<Option<MapValue>, StoreError> {
+        map::lookup(&StoredMap(&self.map), key)
+    }
+
+    /// The stored entry at `index`.
+    pub(crate) fn entry(&self, index: u64) -> Result<Vec<u8>, StoreError> {
+        let mut e = entry_pages::read(&self.entries, index, index + 1)?;
+        e.pop()
+            .ok_or_else(|| StoreError::corrupt("entry page", format!("no entry {index}")))
+    }
+
+    /// Appends `leaves` to a log of `size` entries, and inserts `pairs` into the map.
+    /// Returns the new tree head and map root.
+    pub(crate) fn append(
+        &mut self,
+        size: u64,
+        leaves: &[&[u8]],
+        pairs: Vec<(MapKey, MapValue)>,
+    ) -> Result<(TreeHead, Hash), StoreError> {
+        entry_pages::append(&mut self.entries, size, leaves)?;
+
+        let stored = StoredHashes::new(&self.hashes);
+        let mut pending = PendingHashes {
+            stored: &stored,
+            new: BTreeMap::new(),
+        };
+        for (i, leaf) in leaves.iter().enumerate() {
+            let index = size + i as u64;
+            let hashes = tlog::hashes_to_store(index, tlog::leaf_hash(leaf), &pending)?;
+            pending.new.extend(hashes);
+        }
+        let new_size = size + leaves.len() as u64;
+        let root = tlog::tree_hash(new_size, &pending)?;
+        let new = pending.new;
+        drop(stored);
+        hash_chunks::write(&mut self.hashes, &new)?;
+
+        let update = map::insert(&StoredMap(&self.map), pairs)?;
+        map_nodes::write(&mut self.map, &update.nodes)?;
+        Ok((
+            TreeHead {
+                size: new_size,
+                root,
+            },
+            update.root,
+        ))
+    }
+}
+
+/// A consistent read-only view of one log.
+pub struct LogReader {
+    txn: ReadTransaction,
+    names: TableNames,
+    size: u64,
+}
+
+impl LogReader {
+    pub(crate) fn new(txn: ReadTransaction, names: TableNames, size: u64) -> LogReader {
+        LogReader { txn, names, size }
+    }
+
+    pub(crate) fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let table = self.txn.open_table(self.names.meta())?;
+        Ok(table.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// The number of entries in this view.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn check_range(&self, start: u64, end: u64) -> Result<(), StoreError> {
+        if start > end || end > self.size {
+            return Err(StoreError::OutOfRange {
+                start,
+                end,
+                size: self.size,
+            });
+        }
+        Ok(())
+    }
+
+    /// Entries `[start, end)`.
+    pub fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.check_range(start, end)?;
+        entry_pages::read(&self.txn.open_table(self.names.entries())?, start, end)
+    }
+
+    fn hash_table(&self) -> Result<redb::ReadOnlyTable<(u8, u64), &'static [u8]>, StoreError> {
+        Ok(self.txn.open_table(self.names.hashes())?)
+    }
+
+    fn map_table(&self) -> Result<redb::ReadOnlyTable<&'static [u8], &'static [u8]>, StoreError> {
+        Ok(self.txn.open_table(self.names.map())?)
+    }
+
+    /// The root of the first `size` entries.
+    pub fn tree_hash(&self, size: u64) -> Result<Hash, StoreError> {
+        self.check_range(0, size)?;
+        tlog::tree_hash(size, &StoredHashes::new(&self.hash_table()?))
+    }
+
+    /// The inclusion proof for entry `index` in the tree of `size` entries.
+    pub fn inclusion_proof(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<tlog::InclusionProof, StoreError> {
+        self.check_range(0, size)?;
+        tlog::InclusionProof::generate(index, size, &StoredHashes::new(&self.hash_table()?))
+    }
+
+    /// The consistency proof from the tree of `old` entries to the tree of `new`.
+    pub fn consistency_proof(
+        &self,
+        old: u64,
+        new: u64,
+    ) -> Result<tlog::ConsistencyProof, StoreError> {
+        self.check_range(0, new)?;
+        tlog::ConsistencyProof::generate(old, new, &StoredHashes::new(&self.hash_table()?))
+    }
+
+    /// The map's value for `key`.
+    pub fn lookup(&self, key: &MapKey) -> Result<Option<MapValue>, StoreError> {
+        map::lookup(&StoredMap(&self.map_table()?), key)
+    }
+
+    /// A proof of presence or absence of `key` in the map.
+    pub fn map_proof(&self, key: &MapKey) -> Result<map::MapProof, StoreError> {
+        map::prove(&StoredMap(&self.map_table()?), key)
+    }
+
+    /// The map root.
+    pub fn map_root(&self) -> Result<Hash, StoreError> {
+        map::root(&StoredMap(&self.map_table()?))
+    }
+
+    /// The bytes of hash tile `index` at tile level `level`, `width` hashes wide.
+    pub fn hash_tile(&self, level: u8, index: u64, width: u64) -> Result<Vec<u8>, StoreError> {
+        let tree_level = u32::from(level) * 8;
+        let nodes = self.size.checked_shr(tree_level).unwrap_or(0);
+        let start = index.checked_mul(tally_core::tiles::TILE_WIDTH);
+        match start.and_then(|s| s.checked_add(width)) {
+            Some(end) if end <= nodes && tree_level < 64 => StoredHashes::new(&self.hash_table()?)
+                .read_run(tree_level as u8, end - width, width),
+            _ => Err(StoreError::TileOutOfRange {
+                level,
+                index,
+                size: self.size,
+            }),
+        }
+    }
+
+    /// Entry bundle `index`, `width` entries wide, in tlog-tiles format.
+    pub fn entry_bundle(&self, index: u64, width: u64) -> Result<Vec<u8>, StoreError> {
+        let out_of_range = || StoreError::TileOutOfRange {
+            level: 0,
+            index,
+            size: self.size,
+        };
+        let start = index
+            .checked_mul(tally_core::tiles::TILE_WIDTH)
+            .ok_or_else(out_of_range)?;
+        let end = start
+            .checked_add(width)
+            .filter(|&e| e <= self.size)
+            .ok_or_else(out_of_range)?;
+        let mut out = Vec::new();
+        for e in self.entries(start, end)? {
+            tally_core::tiles::push_entry(&mut out, &e);
+        }
+        Ok(out)
+    }
+
+    /// Reads the stored hashes of complete subtrees directly.
+    pub fn read_hashes(&self, ids: &[tlog::NodeId]) -> Result<Vec<Hash>, StoreError> {
+        StoredHashes::new(&self.hash_table()?).read_hashes(ids)
+    }
+}
