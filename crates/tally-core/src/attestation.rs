@@ -372,4 +372,4 @@ fn first_difference(canonical: &str, given: &str) -> (usize, String, String) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -10,6 +10,7 @@
 //! the log daemon, the aggregator and an offline verifier.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod attestation;
 pub mod checkpoint;

@@ -17,6 +17,7 @@
 //! "unmaintained" advisories.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod entry_pages;
 mod error;

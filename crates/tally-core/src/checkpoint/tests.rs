@@ -221,3 +221,32 @@ fn rejects_bad_roots_and_extension_lines() {
         Err(CheckpointError::LineCount(5))
     );
 }
+
+#[test]
+fn docs_formats_example() {
+    // The example in docs/formats.md, signed with the test vectors' seed.
+    let key = SigningKey::from_seed(
+        KeyName::new("builder1.example.org/tally").unwrap(),
+        [0x42; 32],
+    );
+    let checkpoint = Checkpoint {
+        origin: key.name().clone(),
+        tree: TreeHead {
+            size: 1258,
+            root: "xOYBm/7UupzlTep9mCVTnyoYkqM31WMKn4Wa0NIMnWk="
+                .parse()
+                .unwrap(),
+        },
+        map_root: "+KLXyHnmJ3JV6y1KO+/sXPkXOZ4nu/eynRA8r6iKl7c="
+            .parse()
+            .unwrap(),
+    };
+    let note = SignedCheckpoint::sign(checkpoint, &key).unwrap().to_bytes();
+    let docs = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/formats.md"
+    ))
+    .unwrap();
+    let text = String::from_utf8(note).unwrap();
+    assert!(docs.contains(&text), "docs/formats.md should show:\n{text}");
+}

@@ -213,3 +213,32 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn docs_formats_example() {
+    // The map example in docs/formats.md.
+    let path = crate::StorePath::parse("/nix/store/7wm0wahkpyx0dd44m7r9g8gp1jl4rl59-hello-2.12.1")
+        .unwrap();
+    let key = MapKey::for_path(&path.hash());
+    assert_eq!(
+        hex::encode(key.0),
+        "f9da842c693ac6ef3c1856108e0da48a29be48b68c19f477873b0ed2afdfe8e6"
+    );
+    let entry = crate::attestation::tests::example();
+    let value = MapValue {
+        leaf_index: 41,
+        entry_hash: Hash::of(entry.as_bytes()),
+    };
+    assert_eq!(
+        hex::encode(value.to_bytes()),
+        "0000000000000029ed55efdd97896037a108e6dd553b25441f5250123d2981d4fd36ad40bc99995a"
+    );
+    assert_eq!(
+        leaf_hash(&key, &value).to_string(),
+        "+KLXyHnmJ3JV6y1KO+/sXPkXOZ4nu/eynRA8r6iKl7c="
+    );
+    assert_eq!(
+        crate::tlog::leaf_hash(entry.as_bytes()).to_string(),
+        "xOYBm/7UupzlTep9mCVTnyoYkqM31WMKn4Wa0NIMnWk="
+    );
+}

@@ -1,0 +1,65 @@
+//! `tally key`: inspect keys.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use tally_core::SigningKey;
+
+use crate::output;
+
+/// Inspect signing keys.
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum Command {
+    Public(PublicArgs),
+}
+
+/// Print the public halves of a secret key.
+///
+/// Prints two lines: the Nix public key (name:base64, as in trusted-public-keys) and the
+/// signed-note verifier key (name+id+base64, as aggregators and `--vkey` take it).
+///
+/// Example:
+///
+///   tally key public --secret-key-file /var/lib/tally/log.key
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct PublicArgs {
+    /// The secret key file (Nix format; must not be readable by group or others).
+    #[arg(long)]
+    secret_key_file: PathBuf,
+}
+
+/// The public forms of a key.
+#[derive(serde::Serialize)]
+pub(crate) struct PublicKeys {
+    pub(crate) name: String,
+    pub(crate) public_key: String,
+    pub(crate) verifier_key: String,
+}
+
+impl PublicKeys {
+    pub(crate) fn of(key: &SigningKey) -> PublicKeys {
+        let public = key.verifying_key();
+        PublicKeys {
+            name: key.name().to_string(),
+            public_key: public.to_nix_public(),
+            verifier_key: public.to_note_vkey(),
+        }
+    }
+}
+
+pub(crate) fn run(cmd: Command, json: bool) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Public(args) => {
+            let key = tally_store::read_signing_key(&args.secret_key_file)?;
+            let public = PublicKeys::of(&key);
+            if json {
+                output::json(&public)?;
+            } else {
+                println!("{}", public.public_key);
+                println!("{}", public.verifier_key);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

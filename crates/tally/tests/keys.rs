@@ -1,0 +1,105 @@
+//! `tally keygen` and `tally key public`, run as a user would.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+use std::process::Command;
+
+fn tally() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tally"))
+}
+
+#[test]
+fn keygen_writes_a_private_key_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let sk = dir.path().join("log.key");
+    let out = tally()
+        .args([
+            "keygen",
+            "--name",
+            "builder1.example.org/tally",
+            "--json",
+            "--secret-key-file",
+        ])
+        .arg(&sk)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["name"], "builder1.example.org/tally");
+    assert_eq!(
+        fs::metadata(&sk).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let secret = fs::read_to_string(&sk).unwrap();
+    assert!(secret.starts_with("builder1.example.org/tally:"));
+    assert!(
+        !secret.ends_with('\n'),
+        "Nix writes key files without a newline"
+    );
+
+    let again = tally()
+        .args(["keygen", "--name", "x", "--secret-key-file"])
+        .arg(&sk)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
+    assert_eq!(
+        fs::read_to_string(&sk).unwrap(),
+        secret,
+        "the key is untouched"
+    );
+
+    let public = tally()
+        .args(["key", "public", "--secret-key-file"])
+        .arg(&sk)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(public.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0], json["public_key"].as_str().unwrap());
+    assert_eq!(lines[1], json["verifier_key"].as_str().unwrap());
+    assert!(lines[1].starts_with("builder1.example.org/tally+"));
+}
+
+#[test]
+fn readable_key_files_and_bad_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let sk = dir.path().join("k");
+    let ok = tally()
+        .args(["keygen", "--name", "k", "--secret-key-file"])
+        .arg(&sk)
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    fs::set_permissions(&sk, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = tally()
+        .args(["key", "public", "--secret-key-file"])
+        .arg(&sk)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("chmod 600") && err.contains(&sk.display().to_string()),
+        "{err}"
+    );
+
+    let bad = tally()
+        .args(["keygen", "--name", "has space", "--secret-key-file"])
+        .arg(dir.path().join("other"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("--name") && err.contains("' '"), "{err}");
+    assert!(
+        !dir.path().join("other").exists(),
+        "nothing written for a bad name"
+    );
+}
