@@ -6,6 +6,8 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod daemon;
+pub mod http;
 pub mod nix;
 
 use std::path::PathBuf;

@@ -12,7 +12,9 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod answer;
 pub mod attestation;
+pub mod backoff;
 pub mod checkpoint;
 pub mod hash;
 pub mod keys;
@@ -20,6 +22,7 @@ pub mod map;
 pub mod nar_hash;
 pub mod nixbase32;
 pub mod note;
+pub mod replay;
 pub mod sample;
 pub mod store_path;
 pub mod tiles;
@@ -59,6 +62,9 @@ pub enum Error {
     /// A log proof does not verify.
     #[error(transparent)]
     Proof(#[from] tlog::ProofError),
+    /// A log's answer about a path does not verify.
+    #[error(transparent)]
+    Answer(#[from] answer::AnswerError),
     /// A map proof does not verify.
     #[error(transparent)]
     MapProof(#[from] map::MapProofError),

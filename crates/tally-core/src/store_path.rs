@@ -27,41 +27,45 @@ pub const HASH_BYTES: usize = 20;
 /// The length of a store path hash part, in nixbase32 characters.
 pub const HASH_CHARS: usize = 32;
 
-/// The hash part of a store path: 20 bytes, printed as 32 nixbase32 characters.
+/// The hash part of a store path: a 20-byte digest, written as 32 nixbase32 characters.
 ///
 /// This is what a substituter request (`/<hash>.narinfo`) names, and what the log's map is
-/// keyed by.
+/// keyed by. It is kept as its text, so ordering is textual: the order Nix sorts references
+/// in (nixbase32 writes the digest's bytes last-first, so byte order would differ).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct StorePathHash([u8; HASH_BYTES]);
+pub struct StorePathHash([u8; HASH_CHARS]);
 
 impl StorePathHash {
-    /// The raw 20 bytes.
-    pub fn as_bytes(&self) -> &[u8; HASH_BYTES] {
-        &self.0
+    /// The 32 characters.
+    pub fn as_str(&self) -> &str {
+        // Only nixbase32 (ASCII) text is ever stored.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 
-    /// Builds a hash part from raw bytes.
+    /// The hash part of a raw 20-byte digest.
     pub fn from_bytes(bytes: [u8; HASH_BYTES]) -> StorePathHash {
-        StorePathHash(bytes)
+        let mut text = [0u8; HASH_CHARS];
+        text.copy_from_slice(nixbase32::encode(&bytes).as_bytes());
+        StorePathHash(text)
     }
 }
 
 impl FromStr for StorePathHash {
     type Err = StorePathError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bytes = nixbase32::decode(s, HASH_BYTES).map_err(|e| StorePathError::Hash {
+        nixbase32::decode(s, HASH_BYTES).map_err(|e| StorePathError::Hash {
             hash: s.to_owned(),
             source: e,
         })?;
-        let mut out = [0u8; HASH_BYTES];
-        out.copy_from_slice(&bytes);
-        Ok(StorePathHash(out))
+        let mut text = [0u8; HASH_CHARS];
+        text.copy_from_slice(s.as_bytes());
+        Ok(StorePathHash(text))
     }
 }
 
 impl fmt::Display for StorePathHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&nixbase32::encode(&self.0))
+        f.write_str(self.as_str())
     }
 }
 
@@ -73,7 +77,7 @@ impl fmt::Debug for StorePathHash {
 
 /// A valid Nix store path under [`STORE_DIR`].
 ///
-/// Ordering is by basename (hash part, then name), the order Nix sorts references in.
+/// Ordering is by basename text (hash part, then name), the order Nix sorts references in.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StorePath {
     hash: StorePathHash,
@@ -245,6 +249,20 @@ mod tests {
         assert_eq!(p.basename(), "p4pclmv1gyja5kzc26npqpia1qqxrf0l-ruby-2.7.3");
         assert_eq!(StorePath::from_basename(&p.basename()), Ok(p.clone()));
         assert_eq!(StorePath::parse_lenient(&p.basename()), Ok(p));
+    }
+
+    #[test]
+    fn orders_by_text_as_nix_does() {
+        // Byte order of the digests would put these the other way round.
+        let a = StorePath::parse("/nix/store/2nwkczqiipyj9dal1ipxr5xrwqdiyx09-tally-e2e-multi-dev")
+            .unwrap();
+        let b = StorePath::parse("/nix/store/8yv658alr3r84yxc18i6gcr18dy538h3-tally-e2e-single")
+            .unwrap();
+        let c = StorePath::parse("/nix/store/j4pjc7y9ihkhm01kmva89899jw9qv7di-tally-e2e-multi-lib")
+            .unwrap();
+        let mut v = vec![c.clone(), b.clone(), a.clone()];
+        v.sort();
+        assert_eq!(v, [a, b, c]);
     }
 
     #[test]

@@ -39,7 +39,7 @@ fn main() {
         let batch: Vec<_> = (start..end).map(sample::attestation).collect();
         leaf_bytes += batch.iter().map(|a| a.as_bytes().len() as u64).sum::<u64>();
         let t = Instant::now();
-        store.append_batch(&key, &batch).expect("append");
+        store.append_batch(&key, &[&batch]).expect("append");
         appending += t.elapsed();
         start = end;
         if start % 100_000 == 0 {

@@ -44,9 +44,9 @@ pub enum StoreError {
         /// The log's size.
         size: u64,
     },
-    /// A secret key file cannot be used.
-    #[error("secret key file {path}: {problem}")]
-    KeyFile {
+    /// A secret file (key or token) cannot be used.
+    #[error("secret file {path}: {problem}")]
+    SecretFile {
         /// The file.
         path: std::path::PathBuf,
         /// What is wrong, and how to fix it.

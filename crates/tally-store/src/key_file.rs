@@ -1,7 +1,8 @@
-//! Secret key files, in Nix's format (`name:base64(seed ‖ public key)`).
+//! Secret files: signing keys in Nix's format (`name:base64(seed ‖ public key)`), and
+//! bearer tokens.
 //!
-//! Every Tally service reads its key through [`read_signing_key`], so every one refuses a
-//! key file that group or others can read, the way `ssh` and harmonia do.
+//! Every Tally service reads its secrets through [`read_secret`], so every one refuses a
+//! secret file that group or others can read, the way `ssh` and harmonia do.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write as _;
@@ -15,7 +16,7 @@ use crate::StoreError;
 use crate::error::io;
 
 fn key_error(path: &Path, problem: impl ToString) -> StoreError {
-    StoreError::KeyFile {
+    StoreError::SecretFile {
         path: path.to_owned(),
         problem: problem.to_string(),
     }
@@ -23,6 +24,12 @@ fn key_error(path: &Path, problem: impl ToString) -> StoreError {
 
 /// Reads a secret key, refusing files readable by group or others.
 pub fn read_signing_key(path: &Path) -> Result<SigningKey, StoreError> {
+    let text = read_secret(path)?;
+    SigningKey::from_nix_secret(&text).map_err(|e| key_error(path, e))
+}
+
+/// Reads a secret file (trimmed), refusing files readable by group or others, and empty ones.
+pub fn read_secret(path: &Path) -> Result<Zeroizing<String>, StoreError> {
     let meta = fs::metadata(path).map_err(io(path))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
@@ -35,7 +42,11 @@ pub fn read_signing_key(path: &Path) -> Result<SigningKey, StoreError> {
         ));
     }
     let text = Zeroizing::new(fs::read_to_string(path).map_err(io(path))?);
-    SigningKey::from_nix_secret(&text).map_err(|e| key_error(path, e))
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(key_error(path, "is empty"));
+    }
+    Ok(Zeroizing::new(trimmed.to_owned()))
 }
 
 /// A new key with a random seed.

@@ -4,7 +4,8 @@
 //! - [`LogStore`]: an attester log (entries, Merkle hashes, map nodes, the latest signed
 //!   checkpoint) in one redb file, appended in atomic, durable batches;
 //! - [`Spool`]: attestations the post-build hook could not deliver yet;
-//! - secret key files ([`read_signing_key`], [`write_signing_key`]).
+//! - secret files: signing keys and tokens ([`read_secret`], [`read_signing_key`],
+//!   [`write_signing_key`]).
 //!
 //! It must never acknowledge a write before it is durable, and never leave a checkpoint
 //! that does not match the data stored with it. It does no networking and holds no async
@@ -29,7 +30,7 @@ mod map_nodes;
 mod spool;
 
 pub use error::StoreError;
-pub use key_file::{generate_signing_key, read_signing_key, write_signing_key};
+pub use key_file::{generate_signing_key, read_secret, read_signing_key, write_signing_key};
 pub use log_store::{BatchResult, LogStore, StoredCheckpoint};
-pub use log_tables::{LogReader, Outcome};
+pub use log_tables::{Conflict, LogReader, Outcome};
 pub use spool::{Spool, SpoolFile};

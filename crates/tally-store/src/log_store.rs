@@ -6,8 +6,9 @@
 //!   A crash before that loses the whole batch and nothing else; a crash after it loses
 //!   nothing.
 //! - The stored checkpoint always matches the stored entries: they are written together.
-//! - An output path is entered at most once: a byte-identical resubmission is a
-//!   [`Outcome::Duplicate`], a different one an [`Outcome::Conflict`], and neither is appended.
+//! - An output path is entered at most once: a byte-identical resubmission is an
+//!   [`Outcome::Duplicate`], a different one a [`Conflict`] that rejects its whole group, and
+//!   neither is appended.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -17,7 +18,7 @@ use tally_core::map::{MapKey, MapValue};
 use tally_core::{Attestation, Checkpoint, Hash, Note, SignedCheckpoint, SigningKey};
 
 use crate::StoreError;
-use crate::log_tables::{LogReader, Outcome, TableNames, WriteTables};
+use crate::log_tables::{Conflict, LogReader, Outcome, TableNames, WriteTables};
 
 const CHECKPOINT: &str = "checkpoint";
 
@@ -53,8 +54,8 @@ impl StoredCheckpoint {
 pub struct BatchResult {
     /// The latest checkpoint after the batch (unchanged if nothing was appended).
     pub checkpoint: StoredCheckpoint,
-    /// One outcome per attestation, in order.
-    pub outcomes: Vec<Outcome>,
+    /// Per group, in order: an outcome per attestation, or the conflicts that rejected it.
+    pub groups: Vec<Result<Vec<Outcome>, Vec<Conflict>>>,
 }
 
 /// An attester log in a redb file.
@@ -62,6 +63,9 @@ pub struct LogStore {
     db: Database,
     names: TableNames,
 }
+
+/// The attestations taken into a batch so far, by output path.
+type Accepted<'a> = HashMap<MapKey, (MapValue, &'a Attestation)>;
 
 impl LogStore {
     /// Opens the database at `path`, creating it if it does not exist.
@@ -74,13 +78,17 @@ impl LogStore {
         Ok(LogStore { db, names })
     }
 
-    /// Appends the new attestations in `batch` and signs a checkpoint over the result, all in
-    /// one durable transaction. With nothing new to append, the checkpoint is unchanged,
-    /// except that an empty log gets its first (size 0) checkpoint.
+    /// Appends the new attestations of each group and signs a checkpoint over the result,
+    /// all in one durable transaction.
+    ///
+    /// A group is all or nothing: if any of its attestations conflicts with the log (or with
+    /// an earlier attestation in the batch), none of the group is appended. Groups stand for
+    /// independent requests sharing a batch. With nothing new to append the checkpoint is
+    /// unchanged, except that an empty log gets its first (size 0) checkpoint.
     pub fn append_batch(
         &self,
         key: &SigningKey,
-        batch: &[Attestation],
+        groups: &[&[Attestation]],
     ) -> Result<BatchResult, StoreError> {
         let txn = self.db.begin_write()?;
         let result = {
@@ -100,44 +108,27 @@ impl LogStore {
             }
             let size = latest.as_ref().map_or(0, |c| c.checkpoint.tree.size);
 
-            let mut outcomes = Vec::with_capacity(batch.len());
-            let mut in_batch: HashMap<MapKey, (MapValue, &Attestation)> = HashMap::new();
-            let mut leaves = Vec::new();
+            let mut accepted: Accepted<'_> = HashMap::new();
+            let mut leaves: Vec<&[u8]> = Vec::new();
             let mut pairs = Vec::new();
-            for a in batch {
-                let key = MapKey::for_path(&a.output_path().hash());
-                let entry_hash = Hash::of(a.as_bytes());
-                let existing = match in_batch.get(&key) {
-                    Some((value, existing)) => Some((*value, Some(*existing))),
-                    None => tables.lookup(&key)?.map(|v| (v, None)),
-                };
-                outcomes.push(match existing {
-                    Some((v, _)) if v.entry_hash == entry_hash => Outcome::Duplicate(v.leaf_index),
-                    Some((v, from_batch)) => Outcome::Conflict {
-                        index: v.leaf_index,
-                        existing: Box::new(match from_batch {
-                            Some(a) => a.clone(),
-                            None => Attestation::decode(&tables.entry(v.leaf_index)?)
-                                .map_err(|e| StoreError::corrupt("entry", e))?,
-                        }),
-                    },
-                    None => {
-                        let value = MapValue {
-                            leaf_index: size + leaves.len() as u64,
-                            entry_hash,
-                        };
+            let mut outcomes = Vec::with_capacity(groups.len());
+            for group in groups {
+                let next = size + leaves.len() as u64;
+                let (group_outcome, new) = classify(&tables, &accepted, group, next)?;
+                if group_outcome.is_ok() {
+                    for (key, value, a) in new {
                         leaves.push(a.as_bytes());
                         pairs.push((key, value));
-                        in_batch.insert(key, (value, a));
-                        Outcome::Appended(value.leaf_index)
+                        accepted.insert(key, (value, a));
                     }
-                });
+                }
+                outcomes.push(group_outcome);
             }
             if let (true, Some(latest)) = (leaves.is_empty(), &latest) {
                 // Nothing to commit: dropping the transaction aborts it.
                 return Ok(BatchResult {
                     checkpoint: latest.clone(),
-                    outcomes,
+                    groups: outcomes,
                 });
             }
             let (tree, map_root) = tables.append(size, &leaves, pairs)?;
@@ -152,7 +143,7 @@ impl LogStore {
                 .insert(CHECKPOINT, signed.to_bytes().as_slice())?;
             BatchResult {
                 checkpoint: StoredCheckpoint::from_signed(&signed),
-                outcomes,
+                groups: outcomes,
             }
         };
         txn.commit()?;
@@ -176,6 +167,65 @@ impl LogStore {
             None => 0,
         };
         Ok(LogReader::new(txn, self.names.clone(), size))
+    }
+}
+
+/// Classifies one group against the log and the batch so far. Returns the group's outcome
+/// and, if it is accepted, the attestations to append (with the indices they will get).
+#[allow(clippy::type_complexity)]
+fn classify<'a>(
+    tables: &WriteTables<'_>,
+    accepted: &Accepted<'a>,
+    group: &'a [Attestation],
+    mut next: u64,
+) -> Result<
+    (
+        Result<Vec<Outcome>, Vec<Conflict>>,
+        Vec<(MapKey, MapValue, &'a Attestation)>,
+    ),
+    StoreError,
+> {
+    let mut outcomes = Vec::with_capacity(group.len());
+    let mut conflicts = Vec::new();
+    let mut new: Vec<(MapKey, MapValue, &Attestation)> = Vec::new();
+    for (position, a) in group.iter().enumerate() {
+        let key = MapKey::for_path(&a.output_path().hash());
+        let entry_hash = Hash::of(a.as_bytes());
+        let existing = match accepted.get(&key) {
+            Some((value, held)) => Some((*value, Some(*held))),
+            None => match new.iter().find(|(k, _, _)| *k == key) {
+                Some((_, value, held)) => Some((*value, Some(*held))),
+                None => tables.lookup(&key)?.map(|v| (v, None)),
+            },
+        };
+        match existing {
+            Some((v, _)) if v.entry_hash == entry_hash => {
+                outcomes.push(Outcome::Duplicate(v.leaf_index));
+            }
+            Some((v, held)) => conflicts.push(Conflict {
+                position,
+                index: v.leaf_index,
+                existing: Box::new(match held {
+                    Some(a) => a.clone(),
+                    None => Attestation::decode(&tables.entry(v.leaf_index)?)
+                        .map_err(|e| StoreError::corrupt("entry", e))?,
+                }),
+            }),
+            None => {
+                let value = MapValue {
+                    leaf_index: next,
+                    entry_hash,
+                };
+                next += 1;
+                new.push((key, value, a));
+                outcomes.push(Outcome::Appended(value.leaf_index));
+            }
+        }
+    }
+    if conflicts.is_empty() {
+        Ok((Ok(outcomes), new))
+    } else {
+        Ok((Err(conflicts), Vec::new()))
     }
 }
 

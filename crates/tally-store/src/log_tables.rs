@@ -62,20 +62,33 @@ impl TableNames {
     }
 }
 
-/// What happened to one attestation offered to the log.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where an accepted attestation is in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Appended at this index.
     Appended(u64),
     /// Byte-identical to the entry already at this index; nothing appended.
     Duplicate(u64),
-    /// The output path already has a different attestation, at this index.
-    Conflict {
-        /// Index of the existing attestation.
-        index: u64,
-        /// The existing attestation.
-        existing: Box<Attestation>,
-    },
+}
+
+impl Outcome {
+    /// The entry's index.
+    pub fn index(self) -> u64 {
+        match self {
+            Outcome::Appended(i) | Outcome::Duplicate(i) => i,
+        }
+    }
+}
+
+/// An attestation for an output path the log already attests differently.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    /// Position of the attestation in its group.
+    pub position: usize,
+    /// Index of the attestation the log holds.
+    pub index: u64,
+    /// The attestation the log holds.
+    pub existing: Box<Attestation>,
 }
 
 /// A log's tables inside a write transaction.

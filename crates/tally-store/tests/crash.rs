@@ -28,7 +28,7 @@ fn crash_child() {
         let size = store.read().unwrap().size();
         let n = 1 + rng.next() % 16;
         let batch: Vec<_> = (size..size + n).map(attestation).collect();
-        let result = store.append_batch(&key, &batch).unwrap();
+        let result = store.append_batch(&key, &[&batch]).unwrap();
         println!("ack {}", result.checkpoint.checkpoint.tree.size);
     }
 }
@@ -109,10 +109,10 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         if size > 0 {
             let stored = reader.checkpoint().unwrap().unwrap();
             let signed = SignedCheckpoint::open(&stored.note, &key.verifying_key()).unwrap();
-            let replay = Replay::of(&entries);
+            let mut replay = Replay::of(&entries);
             assert_eq!(
                 signed.checkpoint().tree,
-                replay.head(),
+                replay.tree_head(),
                 "round {round}: log root"
             );
             assert_eq!(
@@ -123,7 +123,7 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         }
         drop(reader);
         // Appending continues where the log stands.
-        let next = store.append_batch(&key, &[attestation(size)]).unwrap();
+        let next = store.append_batch(&key, &[&[attestation(size)]]).unwrap();
         assert_eq!(next.checkpoint.checkpoint.tree.size, size + 1);
         acknowledged = size + 1;
     }

@@ -29,9 +29,9 @@ fn batches_commit_and_survive_reopening() {
         for batch in [1u64, 255, 2, 300, 700] {
             let start = heads.last().unwrap().size;
             let leaves: Vec<_> = (start..start + batch).map(attestation).collect();
-            let result = store.append_batch(&key, &leaves).unwrap();
+            let result = store.append_batch(&key, &[&leaves]).unwrap();
             let want: Vec<_> = (start..start + batch).map(Outcome::Appended).collect();
-            assert_eq!(result.outcomes, want);
+            assert_eq!(result.groups, [Ok(want)]);
             heads.push(result.checkpoint.checkpoint.tree);
         }
     }
@@ -48,8 +48,8 @@ fn batches_commit_and_survive_reopening() {
         .map(|i| attestation(i).as_bytes().to_vec())
         .collect();
     assert_eq!(entries, expected);
-    let replay = Replay::of(&entries);
-    assert_eq!(replay.head(), head);
+    let mut replay = Replay::of(&entries);
+    assert_eq!(replay.tree_head(), head);
     assert_eq!(replay.map_root(), signed.checkpoint().map_root);
     assert_eq!(reader.map_root().unwrap(), signed.checkpoint().map_root);
 
@@ -92,43 +92,53 @@ fn duplicates_and_conflicts_write_nothing() {
     let store = open(&dir);
     let key = key();
     store
-        .append_batch(&key, &[attestation(0), attestation(1)])
+        .append_batch(&key, &[&[attestation(0), attestation(1)]])
         .unwrap();
     let before = store.read().unwrap().checkpoint().unwrap().unwrap();
 
+    // A duplicate is accepted with its existing index; a conflict rejects its whole group,
+    // including the new attestation beside it.
     let other = attestation_with_hash(1, Hash::of(b"something else"));
     let result = store
-        .append_batch(&key, &[attestation(1), other.clone()])
+        .append_batch(&key, &[&[attestation(1)], &[attestation(7), other.clone()]])
         .unwrap();
-    assert_eq!(result.outcomes[0], Outcome::Duplicate(1));
-    match &result.outcomes[1] {
-        Outcome::Conflict { index, existing } => {
-            assert_eq!(*index, 1);
-            assert_eq!(**existing, attestation(1));
-        }
-        o => panic!("expected a conflict, got {o:?}"),
-    }
+    assert_eq!(result.groups[0], Ok(vec![Outcome::Duplicate(1)]));
+    let conflicts = result.groups[1].clone().unwrap_err();
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!((conflicts[0].position, conflicts[0].index), (1, 1));
+    assert_eq!(*conflicts[0].existing, attestation(1));
     assert_eq!(result.checkpoint, before, "nothing new, no new checkpoint");
     assert_eq!(store.read().unwrap().checkpoint().unwrap().unwrap(), before);
+    assert_eq!(store.read().unwrap().size(), 2);
 
-    // Within one batch: the first claim wins.
+    // Within one batch: the first claim wins, across groups and within one.
     let result = store
         .append_batch(
             &key,
             &[
-                attestation(2),
-                attestation(2),
-                attestation_with_hash(2, Hash::ZERO),
+                &[attestation(2), attestation(2)],
+                &[attestation_with_hash(2, Hash::ZERO)],
+                &[attestation(3), attestation_with_hash(3, Hash::ZERO)],
+                &[attestation(4)],
             ],
         )
         .unwrap();
-    assert_eq!(result.outcomes[0], Outcome::Appended(2));
-    assert_eq!(result.outcomes[1], Outcome::Duplicate(2));
-    assert!(matches!(
-        result.outcomes[2],
-        Outcome::Conflict { index: 2, .. }
-    ));
-    assert_eq!(result.checkpoint.checkpoint.tree.size, 3);
+    assert_eq!(
+        result.groups[0],
+        Ok(vec![Outcome::Appended(2), Outcome::Duplicate(2)])
+    );
+    assert!(
+        matches!(&result.groups[1], Err(c) if c[0].index == 2 && *c[0].existing == attestation(2))
+    );
+    assert!(matches!(&result.groups[2], Err(c) if c[0].position == 1));
+    assert_eq!(
+        result.groups[3],
+        Ok(vec![Outcome::Appended(3)]),
+        "the rejected group's index is reused"
+    );
+    assert_eq!(result.checkpoint.checkpoint.tree.size, 4);
+    let entries = store.read().unwrap().entries(0, 4).unwrap();
+    assert_eq!(entries[3], attestation(4).as_bytes());
 }
 
 #[test]
@@ -137,7 +147,7 @@ fn requests_beyond_the_tree_are_refused() {
     let store = open(&dir);
     let key = key();
     store
-        .append_batch(&key, &(0..10).map(attestation).collect::<Vec<_>>())
+        .append_batch(&key, &[&(0..10).map(attestation).collect::<Vec<_>>()])
         .unwrap();
     let r = store.read().unwrap();
     assert!(matches!(
@@ -178,11 +188,11 @@ fn requests_beyond_the_tree_are_refused() {
 fn another_logs_key_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    store.append_batch(&key(), &[attestation(0)]).unwrap();
+    store.append_batch(&key(), &[&[attestation(0)]]).unwrap();
     let other =
         tally_core::SigningKey::from_seed(tally_core::KeyName::new("other").unwrap(), [1; 32]);
     assert!(matches!(
-        store.append_batch(&other, &[attestation(1)]),
+        store.append_batch(&other, &[&[attestation(1)]]),
         Err(StoreError::WrongLog { .. })
     ));
 }
@@ -197,7 +207,7 @@ fn tiles_hold_the_tree_levels() {
         store
             .append_batch(
                 &key,
-                &chunk.iter().map(|&i| attestation(i)).collect::<Vec<_>>(),
+                &[&chunk.iter().map(|&i| attestation(i)).collect::<Vec<_>>()],
             )
             .unwrap();
     }
@@ -222,7 +232,9 @@ fn tiles_hold_the_tree_levels() {
     // Level 1, partial tile 0: the roots of the three full 256-leaf subtrees.
     let tile = r.hash_tile(1, 0, 3).unwrap();
     for k in 0..3usize {
-        let sub = Replay::of(&entries[k * 256..(k + 1) * 256]).head().root;
+        let sub = Replay::of(&entries[k * 256..(k + 1) * 256])
+            .tree_head()
+            .root;
         assert_eq!(&tile[k * 32..(k + 1) * 32], &sub.0[..]);
     }
     // The tiles alone give the root, as a tlog-tiles client computes it: RFC 6962 splits
@@ -236,7 +248,7 @@ fn tiles_hold_the_tree_levels() {
         .checkpoint
         .tree;
     let sub = |k: usize| Hash::from_slice(&tile[k * 32..(k + 1) * 32]).unwrap();
-    let tail = Replay::of(&entries[768..]).head().root;
+    let tail = Replay::of(&entries[768..]).tree_head().root;
     let root = node_hash(&node_hash(&sub(0), &sub(1)), &node_hash(&sub(2), &tail));
     assert_eq!(TreeHead { size: n, root }, head);
 }

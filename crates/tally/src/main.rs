@@ -7,14 +7,27 @@
 #![forbid(unsafe_code)]
 
 mod commands;
+mod config;
 mod output;
+mod progress;
+mod runtime;
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
 
 fn main() -> ExitCode {
-    let cli = commands::Cli::parse();
+    // Called as `tally-hook` (Nix runs its post-build hook without arguments): act as
+    // `tally hook`.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let called = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name().map(|n| n.to_owned()));
+    if called.as_deref() == Some(std::ffi::OsStr::new("tally-hook")) {
+        args.truncate(1);
+        args.push("hook".into());
+    }
+    let cli = commands::Cli::parse_from(args);
     match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {

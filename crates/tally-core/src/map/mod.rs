@@ -38,7 +38,7 @@ pub struct MapKey(pub [u8; 32]);
 impl MapKey {
     /// The key for an output path's hash part.
     pub fn for_path(hash: &StorePathHash) -> MapKey {
-        MapKey(Hash::of(hash.to_string().as_bytes()).0)
+        MapKey(Hash::of(hash.as_str().as_bytes()).0)
     }
 
     /// Bit `i` (0 = most significant bit of the first byte).

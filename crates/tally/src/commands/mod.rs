@@ -1,8 +1,12 @@
 //! The command line: one module per subcommand.
 
+mod bench;
 mod completions;
+mod hook;
 mod key;
 mod keygen;
+mod log;
+mod submit;
 
 use std::process::ExitCode;
 
@@ -28,6 +32,12 @@ enum Command {
     Keygen(keygen::Args),
     #[command(subcommand)]
     Key(key::Command),
+    #[command(subcommand)]
+    Log(log::Command),
+    Submit(submit::Args),
+    Hook(hook::Args),
+    #[command(subcommand)]
+    Bench(bench::Command),
     Completions(completions::Args),
 }
 
@@ -37,6 +47,10 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Keygen(args) => keygen::run(args, json),
         Command::Key(cmd) => key::run(cmd, json),
+        Command::Log(cmd) => log::run(cmd, json),
+        Command::Submit(args) => submit::run(args, json),
+        Command::Hook(args) => hook::run(args, json),
+        Command::Bench(cmd) => bench::run(cmd, json),
         Command::Completions(args) => completions::run(args),
     }
 }

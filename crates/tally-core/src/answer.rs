@@ -1,0 +1,183 @@
+//! One log's answer about one output path, and checking it offline.
+//!
+//! An answer is what a log's `Lookup` returns: its signed checkpoint, a map proof for the
+//! path's key against the checkpoint's map root, and, if the path is present, the entry and
+//! its inclusion proof against the checkpoint's log root. [`LogAnswer::verify`] needs nothing
+//! but the log's public key: it proves either "this log attests exactly this" or "this log
+//! has no attestation for this path".
+
+use crate::attestation::Attestation;
+use crate::checkpoint::{Checkpoint, CheckpointError, SignedCheckpoint};
+use crate::hash::Hash;
+use crate::keys::VerifyingKey;
+use crate::map::{MapAnswer, MapKey, MapProof, MapProofError};
+use crate::store_path::StorePathHash;
+use crate::tlog::{self, InclusionProof, ProofError};
+
+/// A log's answer about one path, as received.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogAnswer {
+    /// The signed checkpoint the proofs are against.
+    pub checkpoint: String,
+    /// The map proof for the path's key.
+    pub map_proof: MapProof,
+    /// When present: the entry's index and its bytes (base64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<AnswerEntry>,
+    /// When present: the entry's inclusion proof.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inclusion_proof: Option<InclusionProof>,
+}
+
+/// A log entry in an answer.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AnswerEntry {
+    /// Its index.
+    pub index: u64,
+    /// Its bytes, base64.
+    #[serde(with = "base64_bytes")]
+    pub data: Vec<u8>,
+}
+
+mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as BASE64;
+
+    pub(super) fn serialize<S: serde::Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&BASE64.encode(b))
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+        BASE64
+            .decode(s.as_bytes())
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a verified answer shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verified {
+    /// The log attests the path with this attestation, at this index.
+    Present {
+        /// The verified checkpoint.
+        checkpoint: Checkpoint,
+        /// The entry's index.
+        index: u64,
+        /// The attestation.
+        attestation: Box<Attestation>,
+    },
+    /// The log has no attestation for the path, as of this checkpoint.
+    Absent {
+        /// The verified checkpoint.
+        checkpoint: Checkpoint,
+    },
+}
+
+impl Verified {
+    /// The checkpoint the answer was verified against.
+    pub fn checkpoint(&self) -> &Checkpoint {
+        match self {
+            Verified::Present { checkpoint, .. } | Verified::Absent { checkpoint } => checkpoint,
+        }
+    }
+}
+
+/// Why an answer does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnswerError {
+    /// The checkpoint does not verify with the log's key.
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] CheckpointError),
+    /// The map proof does not lead to the checkpoint's map root.
+    #[error("map proof: {0}")]
+    MapProof(#[from] MapProofError),
+    /// The map says present, but no entry (or inclusion proof) came with the answer.
+    #[error(
+        "the map says the path is present at entry {0}, but the answer has no entry and inclusion proof for it"
+    )]
+    MissingEntry(u64),
+    /// The map says absent, but the answer carries an entry anyway.
+    #[error("the map says the path is absent, but the answer carries an entry")]
+    UnexpectedEntry,
+    /// The entry is not the one the map points at.
+    #[error("the entry is not the one the map points at (index {index}, hash {hash})")]
+    WrongEntry {
+        /// The index the map gives.
+        index: u64,
+        /// The entry hash the map gives.
+        hash: Hash,
+    },
+    /// The inclusion proof does not verify.
+    #[error("inclusion proof: {0}")]
+    Inclusion(#[from] ProofError),
+    /// The entry is not a valid attestation.
+    #[error("entry {index} is not a valid attestation: {problem}")]
+    BadEntry {
+        /// The entry's index.
+        index: u64,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The entry attests another path.
+    #[error("entry {index} attests {found}, not the path asked about")]
+    OtherPath {
+        /// The entry's index.
+        index: u64,
+        /// The path it attests.
+        found: String,
+    },
+}
+
+impl LogAnswer {
+    /// Checks the answer about `path` with the log's key.
+    pub fn verify(
+        &self,
+        key: &VerifyingKey,
+        path: &StorePathHash,
+    ) -> Result<Verified, AnswerError> {
+        let signed = SignedCheckpoint::open(self.checkpoint.as_bytes(), key)?;
+        let checkpoint = signed.checkpoint().clone();
+        let map_key = MapKey::for_path(path);
+        match self.map_proof.verify(&map_key, &checkpoint.map_root)? {
+            MapAnswer::Absent => {
+                if self.entry.is_some() || self.inclusion_proof.is_some() {
+                    return Err(AnswerError::UnexpectedEntry);
+                }
+                Ok(Verified::Absent { checkpoint })
+            }
+            MapAnswer::Present(value) => {
+                let (Some(entry), Some(proof)) = (&self.entry, &self.inclusion_proof) else {
+                    return Err(AnswerError::MissingEntry(value.leaf_index));
+                };
+                if entry.index != value.leaf_index
+                    || proof.index != value.leaf_index
+                    || Hash::of(&entry.data) != value.entry_hash
+                {
+                    return Err(AnswerError::WrongEntry {
+                        index: value.leaf_index,
+                        hash: value.entry_hash,
+                    });
+                }
+                proof.verify(tlog::leaf_hash(&entry.data), &checkpoint.tree)?;
+                let attestation =
+                    Attestation::decode(&entry.data).map_err(|e| AnswerError::BadEntry {
+                        index: entry.index,
+                        problem: e.to_string(),
+                    })?;
+                if attestation.output_path().hash() != *path {
+                    return Err(AnswerError::OtherPath {
+                        index: entry.index,
+                        found: attestation.output_path().to_string(),
+                    });
+                }
+                Ok(Verified::Present {
+                    checkpoint,
+                    index: entry.index,
+                    attestation: Box::new(attestation),
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The daemon's configuration, one TOML file. `examples/log.toml` documents every option.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tally_core::KeyName;
+
+use crate::LogError;
+
+/// `tally log serve --config PATH`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The log's origin, e.g. `builder1.example.org/tally`. Must be the signing key's name.
+    pub origin: KeyName,
+    /// The log's secret key (Nix format, mode 0600), as `tally keygen` writes it.
+    pub secret_key_file: PathBuf,
+    /// Where the log database lives.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Public address for gRPC reads and HTTP (tlog-tiles, `/metrics`, `/healthz`).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Unix socket accepting submits (and reads).
+    #[serde(default = "default_submit_socket")]
+    pub submit_socket: PathBuf,
+    /// Permissions of the submit socket, in octal.
+    #[serde(default = "default_submit_socket_mode")]
+    pub submit_socket_mode: String,
+    /// Group owning the submit socket (name or numeric id); unset keeps the daemon's group.
+    #[serde(default)]
+    pub submit_socket_group: Option<String>,
+    /// A file holding a bearer token that allows submits over TCP. Unset: TCP is read-only.
+    #[serde(default)]
+    pub submit_token_file: Option<PathBuf>,
+    /// The post-build hook's spool, drained at start-up and every `spool_drain_interval_secs`.
+    #[serde(default = "default_spool_dir")]
+    pub spool_dir: PathBuf,
+    /// Seconds between spool drains.
+    #[serde(default = "default_spool_drain_interval_secs")]
+    pub spool_drain_interval_secs: u64,
+    /// The longest a submission waits for others to share its batch, in milliseconds.
+    #[serde(default = "default_batch_period_ms")]
+    pub batch_period_ms: u64,
+    /// Attestations per batch; a full batch commits at once. Also the most one request may hold.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// The largest gRPC message accepted, in bytes.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+}
+
+fn default_data_dir() -> PathBuf {
+    "/var/lib/tally/log".into()
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7420))
+}
+fn default_submit_socket() -> PathBuf {
+    "/run/tally/log.sock".into()
+}
+fn default_submit_socket_mode() -> String {
+    "0660".into()
+}
+/// The spool directory the daemon and `tally hook` use unless told otherwise.
+pub fn default_spool_dir() -> PathBuf {
+    "/var/lib/tally/spool".into()
+}
+fn default_spool_drain_interval_secs() -> u64 {
+    30
+}
+fn default_batch_period_ms() -> u64 {
+    200
+}
+fn default_batch_size() -> usize {
+    2000
+}
+fn default_max_message_bytes() -> usize {
+    16 << 20
+}
+
+impl Config {
+    /// Checks values that parse but cannot work, naming the option.
+    pub fn validate(&self) -> Result<(), LogError> {
+        let bad = |option: &'static str, problem: String| Err(LogError::Config { option, problem });
+        if self.socket_mode().is_none() {
+            return bad(
+                "submit_socket_mode",
+                format!(
+                    "{:?} is not an octal mode like \"0660\"",
+                    self.submit_socket_mode
+                ),
+            );
+        }
+        if !(1..=100_000).contains(&self.batch_size) {
+            return bad(
+                "batch_size",
+                format!("{} is not between 1 and 100000", self.batch_size),
+            );
+        }
+        if !(1..=60_000).contains(&self.batch_period_ms) {
+            return bad(
+                "batch_period_ms",
+                format!("{} is not between 1 and 60000", self.batch_period_ms),
+            );
+        }
+        if self.max_message_bytes < 1024 {
+            return bad(
+                "max_message_bytes",
+                format!("{} is below 1024", self.max_message_bytes),
+            );
+        }
+        if self.spool_drain_interval_secs == 0 {
+            return bad("spool_drain_interval_secs", "must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// `submit_socket_mode` as a number.
+    pub fn socket_mode(&self) -> Option<u32> {
+        u32::from_str_radix(&self.submit_socket_mode, 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+    }
+
+    /// `batch_period_ms` as a duration.
+    pub fn batch_period(&self) -> Duration {
+        Duration::from_millis(self.batch_period_ms)
+    }
+
+    /// The log database file.
+    pub fn database(&self) -> PathBuf {
+        self.data_dir.join("log.redb")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_validation() {
+        let c: Config =
+            toml::from_str("origin = \"a.example/log\"\nsecret_key_file = \"/k\"\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.listen.port(), 7420);
+        assert_eq!(c.socket_mode(), Some(0o660));
+        assert_eq!(c.batch_period(), Duration::from_millis(200));
+
+        let err =
+            toml::from_str::<Config>("origin = \"a\"\nsecret_key_file = \"/k\"\nbatchsize = 3\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("batchsize"), "{err}");
+        let err = toml::from_str::<Config>("origin = \"a b\"\nsecret_key_file = \"/k\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("' '"), "{err}");
+
+        let mut bad = c.clone();
+        bad.submit_socket_mode = "rw-rw----".into();
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("submit_socket_mode"), "{err}");
+        let mut bad = c;
+        bad.batch_size = 0;
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("batch_size")
+        );
+    }
+}

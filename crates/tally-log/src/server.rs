@@ -1,0 +1,223 @@
+//! Starting the daemon: checking the config, opening the log, and serving until shutdown.
+
+use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+use std::path::Path;
+use std::sync::Arc;
+
+use tally_proto::v1::log_server::LogServer;
+use tally_store::{LogStore, Spool};
+use tokio::net::{TcpListener, UnixListener};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::WriteAccess;
+use crate::config::Config;
+use crate::http::{self, HttpState};
+use crate::metrics::Metrics;
+use crate::sequencer::{Batching, Sequencer};
+use crate::service::LogService;
+use crate::{LogError, spool};
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LogError {
+    move |source| LogError::Io {
+        what: what.into(),
+        source,
+    }
+}
+
+fn config_error(option: &'static str, problem: impl ToString) -> LogError {
+    LogError::Config {
+        option,
+        problem: problem.to_string(),
+    }
+}
+
+/// Runs the daemon until `shutdown` is cancelled, then stops accepting requests, lets the
+/// ones in flight finish, and returns.
+pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), LogError> {
+    config.validate()?;
+    let key = tally_store::read_signing_key(&config.secret_key_file)
+        .map_err(|e| config_error("secret_key_file", e))?;
+    if *key.name() != config.origin {
+        return Err(config_error(
+            "origin",
+            format!(
+                "is {:?} but the key in {} is named {:?}: a log's key must be named after its origin",
+                config.origin.as_str(),
+                config.secret_key_file.display(),
+                key.name().as_str()
+            ),
+        ));
+    }
+    let tcp_access = match &config.submit_token_file {
+        Some(path) => WriteAccess::token(
+            &tally_store::read_secret(path).map_err(|e| config_error("submit_token_file", e))?,
+        ),
+        None => WriteAccess::Closed,
+    };
+    std::fs::create_dir_all(&config.data_dir).map_err(io(format!(
+        "creating data_dir {}",
+        config.data_dir.display()
+    )))?;
+    let spool = Spool::open(&config.spool_dir).map_err(|e| config_error("spool_dir", e))?;
+
+    let database = config.database();
+    let (store, first) = {
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || -> Result<_, LogError> {
+            let store = LogStore::open(&database)?;
+            // An empty log gets its size-0 checkpoint, so readers always find one.
+            let first = store.append_batch(&key, &[])?;
+            Ok((Arc::new(store), first.checkpoint))
+        })
+        .await
+        .map_err(|e| io("opening the log")(std::io::Error::other(e)))??
+    };
+    let metrics = Arc::new(Metrics::new());
+    metrics
+        .tree_size
+        .set(i64::try_from(first.checkpoint.tree.size).unwrap_or(i64::MAX));
+    let batching = Batching {
+        period: config.batch_period(),
+        size: config.batch_size,
+    };
+    let (sequencer, sequencer_task) =
+        Sequencer::start(Arc::clone(&store), key, batching, Arc::clone(&metrics));
+
+    let tcp = TcpListener::bind(config.listen)
+        .await
+        .map_err(io(format!("listen on {}", config.listen)))?;
+    let unix = bind_socket(&config)?;
+
+    let service = |access| LogService {
+        store: Arc::clone(&store),
+        sequencer: sequencer.clone(),
+        access,
+        metrics: Arc::clone(&metrics),
+        batch_size: config.batch_size,
+    };
+    let http_state = HttpState {
+        store: Arc::clone(&store),
+        metrics: Arc::clone(&metrics),
+    };
+    let app = |access| {
+        let grpc = LogServer::new(service(access))
+            .max_decoding_message_size(config.max_message_bytes)
+            .max_encoding_message_size(64 << 20);
+        tonic::service::Routes::new(grpc)
+            .into_axum_router()
+            .merge(http::router(http_state.clone()))
+    };
+    let tcp_app = app(tcp_access);
+    let unix_app = app(WriteAccess::Socket);
+
+    tracing::info!(
+        origin = %config.origin,
+        size = first.checkpoint.tree.size,
+        "serving gRPC and HTTP on {}, submits on unix:{}",
+        config.listen,
+        config.submit_socket.display()
+    );
+    let drainer = tokio::spawn(drain_spool(
+        spool,
+        sequencer.clone(),
+        config.batch_size,
+        Arc::clone(&metrics),
+        std::time::Duration::from_secs(config.spool_drain_interval_secs),
+        shutdown.clone(),
+    ));
+    drop(sequencer);
+    let tcp_server =
+        axum::serve(tcp, tcp_app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let unix_server =
+        axum::serve(unix, unix_app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let (a, b) = tokio::join!(tcp_server.into_future(), unix_server.into_future());
+    a.map_err(io("serving TCP"))?;
+    b.map_err(io("serving the submit socket"))?;
+    let _ = drainer.await;
+    // Servers are done and the drainer has stopped: the sequencer commits what is queued.
+    let _ = sequencer_task.await;
+    let _ = std::fs::remove_file(&config.submit_socket);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Binds the submit socket, replacing a stale one, with the configured mode and group.
+fn bind_socket(config: &Config) -> Result<UnixListener, LogError> {
+    let path = &config.submit_socket;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(config_error(
+                "submit_socket",
+                format!(
+                    "{} exists and is not a socket; remove it or choose another path",
+                    path.display()
+                ),
+            ));
+        }
+        std::fs::remove_file(path)
+            .map_err(io(format!("removing stale socket {}", path.display())))?;
+    }
+    let listener = UnixListener::bind(path).map_err(io(format!("binding {}", path.display())))?;
+    let mode = config.socket_mode().unwrap_or(0o660);
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(io(format!("setting the mode of {}", path.display())))?;
+    if let Some(group) = &config.submit_socket_group {
+        let gid = group_id(group).ok_or_else(|| {
+            config_error(
+                "submit_socket_group",
+                format!("no group {group:?} in /etc/group"),
+            )
+        })?;
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .map_err(io(format!("giving {} to group {group}", path.display())))?;
+    }
+    Ok(listener)
+}
+
+/// A group's id, from a number or a name in /etc/group.
+fn group_id(group: &str) -> Option<u32> {
+    if let Ok(gid) = group.parse() {
+        return Some(gid);
+    }
+    let groups = std::fs::read_to_string(Path::new("/etc/group")).ok()?;
+    groups.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next() == Some(group))
+            .then(|| fields.nth(1).and_then(|gid| gid.parse().ok()))
+            .flatten()
+    })
+}
+
+async fn drain_spool(
+    spool: Spool,
+    sequencer: Sequencer,
+    batch_size: usize,
+    metrics: Arc<Metrics>,
+    every: std::time::Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        match spool::drain(&spool, &sequencer, batch_size, &metrics).await {
+            Ok(r) if r == spool::DrainReport::default() => {}
+            Ok(r) => tracing::info!(
+                files = r.files,
+                submitted = r.submitted,
+                conflicts = r.conflicts,
+                rejected_files = r.rejected_files,
+                "drained the hook spool {}",
+                spool.dir().display()
+            ),
+            Err(e) => tracing::warn!(
+                "draining the spool {}: {e}; will retry",
+                spool.dir().display()
+            ),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}

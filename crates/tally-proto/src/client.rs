@@ -1,0 +1,146 @@
+//! Reaching a log daemon: `unix:/path` or `http://host:port`, with an optional bearer token.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tonic::metadata::MetadataValue;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::v1::log_client::LogClient;
+
+/// Where a daemon listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Address {
+    /// A Unix socket path (`unix:/run/tally/submit.sock`).
+    Unix(PathBuf),
+    /// An HTTP URL (`http://127.0.0.1:7420`).
+    Http(String),
+}
+
+/// Why an address or a connection failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The address is neither `unix:<path>` nor `http(s)://host:port`.
+    #[error("{0:?} is not an address: use unix:/path/to/socket or http://host:port")]
+    Address(String),
+    /// The token cannot be sent as an HTTP header.
+    #[error("the bearer token contains characters that cannot go in an HTTP header")]
+    Token,
+    /// Connecting failed.
+    #[error("cannot connect to {address}: {source}")]
+    Connect {
+        /// The address.
+        address: String,
+        /// Why.
+        source: tonic::transport::Error,
+    },
+}
+
+impl FromStr for Address {
+    type Err = ClientError;
+    fn from_str(s: &str) -> Result<Self, ClientError> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(ClientError::Address(s.to_owned()));
+            }
+            Ok(Address::Unix(path.into()))
+        } else if (s.starts_with("http://") || s.starts_with("https://")) && s.len() > 8 {
+            Ok(Address::Http(s.trim_end_matches('/').to_owned()))
+        } else {
+            Err(ClientError::Address(s.to_owned()))
+        }
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Unix(p) => write!(f, "unix:{}", p.display()),
+            Address::Http(u) => f.write_str(u),
+        }
+    }
+}
+
+/// Adds `authorization: Bearer <token>` when a token is set.
+#[derive(Clone, Debug, Default)]
+pub struct BearerToken(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl BearerToken {
+    /// A token to send, or none.
+    pub fn new(token: Option<&str>) -> Result<BearerToken, ClientError> {
+        token
+            .map(|t| {
+                format!("Bearer {t}")
+                    .parse()
+                    .map_err(|_| ClientError::Token)
+            })
+            .transpose()
+            .map(BearerToken)
+    }
+}
+
+impl Interceptor for BearerToken {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A client of the `tally.v1.Log` service.
+pub type Client = LogClient<InterceptedService<Channel, BearerToken>>;
+
+/// Connects to a log daemon.
+pub async fn connect(address: &Address, token: BearerToken) -> Result<Client, ClientError> {
+    let channel = channel(address).await?;
+    Ok(LogClient::with_interceptor(channel, token)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20))
+}
+
+/// A gRPC channel to `address`.
+pub async fn channel(address: &Address) -> Result<Channel, ClientError> {
+    let connect_err = |source| ClientError::Connect {
+        address: address.to_string(),
+        source,
+    };
+    match address {
+        Address::Http(url) => Endpoint::from_shared(url.clone())
+            .map_err(|_| ClientError::Address(url.clone()))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(connect_err),
+        Address::Unix(path) => {
+            let path = path.clone();
+            // The URI is required by the API but unused: the connector dials the socket.
+            Endpoint::from_static("http://localhost")
+                .connect_timeout(Duration::from_secs(5))
+                .connect_with_connector(tower::service_fn(move |_| {
+                    let path = path.clone();
+                    async move {
+                        let stream = tokio::net::UnixStream::connect(path).await?;
+                        Ok::<_, std::io::Error>(TokioIo::new(stream))
+                    }
+                }))
+                .await
+                .map_err(connect_err)
+        }
+    }
+}
+
+/// The conflicts an ALREADY_EXISTS status from `Submit` carries in its details.
+pub fn submit_conflicts(status: &tonic::Status) -> Option<crate::v1::SubmitConflicts> {
+    use prost::Message as _;
+    (status.code() == tonic::Code::AlreadyExists)
+        .then(|| crate::v1::SubmitConflicts::decode(status.details()).ok())
+        .flatten()
+}

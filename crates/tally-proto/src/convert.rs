@@ -1,0 +1,152 @@
+//! Conversions between wire messages and `tally-core` types, in one place.
+//!
+//! Wire to core is fallible (`TryFrom`): a peer may send hashes of the wrong length.
+
+use tally_core::Hash;
+use tally_core::answer::{AnswerEntry, LogAnswer};
+use tally_core::map::{MapKey, MapProof, MapValue, Terminal};
+use tally_core::tlog::{ConsistencyProof, InclusionProof};
+
+use crate::v1;
+
+/// A wire message that does not make a valid value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// A hash field is not 32 bytes.
+    #[error("{field} is {len} bytes, a SHA-256 hash is 32")]
+    HashLength {
+        /// The field.
+        field: &'static str,
+        /// Its length.
+        len: usize,
+    },
+    /// A required field is missing.
+    #[error("{0} is missing")]
+    Missing(&'static str),
+    /// A text field is not UTF-8.
+    #[error("{0} is not UTF-8")]
+    NotUtf8(&'static str),
+}
+
+fn hash(field: &'static str, bytes: &[u8]) -> Result<Hash, WireError> {
+    Hash::from_slice(bytes).ok_or(WireError::HashLength {
+        field,
+        len: bytes.len(),
+    })
+}
+
+fn hashes(field: &'static str, list: &[Vec<u8>]) -> Result<Vec<Hash>, WireError> {
+    list.iter().map(|h| hash(field, h)).collect()
+}
+
+impl From<InclusionProof> for v1::InclusionProof {
+    fn from(p: InclusionProof) -> Self {
+        v1::InclusionProof {
+            index: p.index,
+            tree_size: p.tree_size,
+            hashes: p.hashes.iter().map(|h| h.0.to_vec()).collect(),
+        }
+    }
+}
+
+impl TryFrom<&v1::InclusionProof> for InclusionProof {
+    type Error = WireError;
+    fn try_from(p: &v1::InclusionProof) -> Result<Self, WireError> {
+        Ok(InclusionProof {
+            index: p.index,
+            tree_size: p.tree_size,
+            hashes: hashes("inclusion proof hash", &p.hashes)?,
+        })
+    }
+}
+
+impl From<ConsistencyProof> for v1::ConsistencyProof {
+    fn from(p: ConsistencyProof) -> Self {
+        v1::ConsistencyProof {
+            old_size: p.old_size,
+            new_size: p.new_size,
+            hashes: p.hashes.iter().map(|h| h.0.to_vec()).collect(),
+        }
+    }
+}
+
+impl TryFrom<&v1::ConsistencyProof> for ConsistencyProof {
+    type Error = WireError;
+    fn try_from(p: &v1::ConsistencyProof) -> Result<Self, WireError> {
+        Ok(ConsistencyProof {
+            old_size: p.old_size,
+            new_size: p.new_size,
+            hashes: hashes("consistency proof hash", &p.hashes)?,
+        })
+    }
+}
+
+impl From<MapProof> for v1::MapProof {
+    fn from(p: MapProof) -> Self {
+        let terminal = match p.terminal {
+            Terminal::Empty => v1::map_proof::Terminal::Empty(v1::MapEmpty {}),
+            Terminal::Leaf { key, value } => v1::map_proof::Terminal::Leaf(v1::MapLeaf {
+                key: key.0.to_vec(),
+                leaf_index: value.leaf_index,
+                entry_hash: value.entry_hash.0.to_vec(),
+            }),
+        };
+        v1::MapProof {
+            siblings: p.siblings.iter().map(|h| h.0.to_vec()).collect(),
+            terminal: Some(terminal),
+        }
+    }
+}
+
+impl TryFrom<&v1::MapProof> for MapProof {
+    type Error = WireError;
+    fn try_from(p: &v1::MapProof) -> Result<Self, WireError> {
+        let terminal = match p
+            .terminal
+            .as_ref()
+            .ok_or(WireError::Missing("map proof terminal"))?
+        {
+            v1::map_proof::Terminal::Empty(_) => Terminal::Empty,
+            v1::map_proof::Terminal::Leaf(l) => Terminal::Leaf {
+                key: MapKey(hash("map leaf key", &l.key)?.0),
+                value: MapValue {
+                    leaf_index: l.leaf_index,
+                    entry_hash: hash("map leaf entry hash", &l.entry_hash)?,
+                },
+            },
+        };
+        Ok(MapProof {
+            siblings: hashes("map proof sibling", &p.siblings)?,
+            terminal,
+        })
+    }
+}
+
+impl TryFrom<&v1::LookupResponse> for LogAnswer {
+    type Error = WireError;
+    fn try_from(r: &v1::LookupResponse) -> Result<Self, WireError> {
+        let note = r
+            .checkpoint
+            .as_ref()
+            .ok_or(WireError::Missing("checkpoint"))?;
+        Ok(LogAnswer {
+            checkpoint: String::from_utf8(note.note.clone())
+                .map_err(|_| WireError::NotUtf8("checkpoint"))?,
+            map_proof: r
+                .map_proof
+                .as_ref()
+                .ok_or(WireError::Missing("map proof"))?
+                .try_into()?,
+            entry: r.entry.as_ref().map(|e| AnswerEntry {
+                index: e.index,
+                data: e.data.clone(),
+            }),
+            inclusion_proof: r
+                .inclusion_proof
+                .as_ref()
+                .map(TryInto::try_into)
+                .transpose()?,
+        })
+    }
+}

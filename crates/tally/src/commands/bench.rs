@@ -1,0 +1,246 @@
+//! `tally bench`: load generators.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use tally_core::sample;
+use tally_proto::client::{self, Address};
+use tally_proto::v1;
+use tokio::sync::Mutex;
+
+use crate::{output, runtime};
+
+/// Load generators.
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum Command {
+    Submit(SubmitArgs),
+}
+
+/// Load a log with submits and report throughput and latency.
+///
+/// By default N clients each submit batches of B sample attestations back to back until C
+/// are acknowledged (durably, as always). With --rate, single-attestation submits are sent
+/// at a steady rate regardless of answers, the way post-build hooks arrive, and their
+/// latency is reported. Samples are realistic attestations numbered from --start (default:
+/// the log's current size), so repeated runs append new entries.
+///
+/// Examples:
+///
+///   tally bench submit --log unix:/run/tally/log.sock --clients 8 --batch 500 --count 1000000
+///
+///   tally bench submit --log unix:/run/tally/log.sock --rate 500 --count 30000 --daemon-pid "$PID"
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct SubmitArgs {
+    /// The log: unix:/path/to/socket, or http://host:port with --token-file.
+    #[arg(long)]
+    log: Address,
+    /// The log's submit bearer token, for http://.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Concurrent clients (closed loop).
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Attestations per request (closed loop).
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// Attestations to submit in all.
+    #[arg(long, default_value_t = 100_000)]
+    count: u64,
+    /// Open loop: single-attestation submits per second.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// First sample index.
+    #[arg(long)]
+    start: Option<u64>,
+    /// Report this process's resident memory at the end (the daemon's pid).
+    #[arg(long)]
+    daemon_pid: Option<u32>,
+}
+
+#[derive(serde::Serialize)]
+struct Report {
+    mode: String,
+    attestations: u64,
+    seconds: f64,
+    attestations_per_second: f64,
+    requests: usize,
+    latency_ms_p50: f64,
+    latency_ms_p99: f64,
+    latency_ms_max: f64,
+    log_size: u64,
+    daemon_rss_mb: Option<f64>,
+}
+
+pub(crate) fn run(cmd: Command, json: bool) -> anyhow::Result<ExitCode> {
+    let Command::Submit(args) = cmd;
+    let report = runtime::block_on(submit(args))??;
+    if json {
+        output::json(&report)?;
+    } else {
+        println!(
+            "{}: {} attestations in {:.1} s = {:.0}/s; {} requests, latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; log size {}{}",
+            report.mode,
+            report.attestations,
+            report.seconds,
+            report.attestations_per_second,
+            report.requests,
+            report.latency_ms_p50,
+            report.latency_ms_p99,
+            report.latency_ms_max,
+            report.log_size,
+            report
+                .daemon_rss_mb
+                .map(|m| format!("; daemon RSS {m:.0} MB"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn submit(args: SubmitArgs) -> anyhow::Result<Report> {
+    let token = super::submit::read_token(&args.log, args.token_file.as_deref())?;
+    let client = client::connect(&args.log, token).await?;
+    let start_index = match args.start {
+        Some(s) => s,
+        None => {
+            let note = client
+                .clone()
+                .get_checkpoint(v1::GetCheckpointRequest {})
+                .await?
+                .into_inner()
+                .note;
+            tally_core::Checkpoint::from_text(tally_core::Note::parse(&note)?.text())?
+                .tree
+                .size
+        }
+    };
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let log_size = Arc::new(AtomicU64::new(0));
+    let bar = crate::progress::bar(args.count, "submitting");
+    let began = Instant::now();
+    let mode = match args.rate {
+        None => {
+            if args.clients == 0 || args.batch == 0 {
+                bail!("--clients and --batch must be at least 1");
+            }
+            let next = Arc::new(AtomicU64::new(0));
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..args.clients {
+                let (mut client, next, lat, size, bar) = (
+                    client.clone(),
+                    next.clone(),
+                    latencies.clone(),
+                    log_size.clone(),
+                    bar.clone(),
+                );
+                let (count, batch) = (args.count, args.batch as u64);
+                tasks.spawn(async move {
+                    loop {
+                        let from = next.fetch_add(batch, Ordering::Relaxed);
+                        if from >= count {
+                            return anyhow::Ok(());
+                        }
+                        let to = (from + batch).min(count);
+                        let request = v1::SubmitRequest {
+                            attestations: (from..to)
+                                .map(|i| sample::attestation(start_index + i).as_bytes().to_vec())
+                                .collect(),
+                        };
+                        let t = Instant::now();
+                        let response = client.submit(request).await.context("Submit")?.into_inner();
+                        lat.lock().await.push(t.elapsed());
+                        size.fetch_max(checkpoint_size(&response), Ordering::Relaxed);
+                        bar.inc(to - from);
+                    }
+                });
+            }
+            while let Some(t) = tasks.join_next().await {
+                t??;
+            }
+            format!("{} clients × batches of {}", args.clients, args.batch)
+        }
+        Some(rate) => {
+            if rate == 0 {
+                bail!("--rate must be at least 1");
+            }
+            let interval = Duration::from_secs_f64(1.0 / rate as f64);
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut tasks = tokio::task::JoinSet::new();
+            for i in 0..args.count {
+                tick.tick().await;
+                let (mut client, lat, size, bar) = (
+                    client.clone(),
+                    latencies.clone(),
+                    log_size.clone(),
+                    bar.clone(),
+                );
+                tasks.spawn(async move {
+                    let request = v1::SubmitRequest {
+                        attestations: vec![
+                            sample::attestation(start_index + i).as_bytes().to_vec(),
+                        ],
+                    };
+                    let t = Instant::now();
+                    let response = client.submit(request).await.context("Submit")?.into_inner();
+                    lat.lock().await.push(t.elapsed());
+                    size.fetch_max(checkpoint_size(&response), Ordering::Relaxed);
+                    bar.inc(1);
+                    anyhow::Ok(())
+                });
+            }
+            while let Some(t) = tasks.join_next().await {
+                t??;
+            }
+            format!("steady {rate}/s single submits")
+        }
+    };
+    let seconds = began.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let mut lat = std::mem::take(&mut *latencies.lock().await);
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    Ok(Report {
+        mode,
+        attestations: args.count,
+        seconds,
+        attestations_per_second: args.count as f64 / seconds,
+        requests: lat.len(),
+        latency_ms_p50: pct(0.50),
+        latency_ms_p99: pct(0.99),
+        latency_ms_max: pct(1.0),
+        log_size: log_size.load(Ordering::Relaxed),
+        daemon_rss_mb: args.daemon_pid.and_then(rss_mb),
+    })
+}
+
+fn checkpoint_size(response: &v1::SubmitResponse) -> u64 {
+    response
+        .checkpoint
+        .as_ref()
+        .and_then(|c| tally_core::Note::parse(&c.note).ok())
+        .and_then(|n| tally_core::Checkpoint::from_text(n.text()).ok())
+        .map_or(0, |c| c.tree.size)
+}
+
+/// A process's resident set size, from /proc.
+fn rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}

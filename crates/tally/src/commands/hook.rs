@@ -1,0 +1,105 @@
+//! `tally hook`: the Nix post-build hook.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tally_nix::hook::{HookConfig, HookOutcome};
+use tally_proto::client::Address;
+
+use crate::output;
+
+/// Attest a finished build; use as Nix's post-build-hook.
+///
+/// Reads DRV_PATH and OUT_PATHS from the environment (Nix sets them), takes each output's
+/// NAR hash, size and references from the store, and submits them to the log. If the log
+/// cannot take them within the time budget, they go to the spool, which the log daemon
+/// drains. It always exits 0 and never takes more than the budget, so it never fails or
+/// stalls a build.
+///
+/// Nix runs the hook without arguments, so point post-build-hook at a wrapper script, or at
+/// a symlink named tally-hook (tally acts as `tally hook` when called by that name):
+///
+///   # /etc/nix/nix.conf
+///   post-build-hook = /run/current-system/sw/bin/tally-hook
+///
+/// Settings come from flags or the environment: TALLY_LOG, TALLY_TOKEN_FILE, TALLY_SPOOL_DIR,
+/// TALLY_HOOK_BUDGET_MS.
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct Args {
+    /// The log daemon.
+    #[arg(long, env = "TALLY_LOG", default_value = "unix:/run/tally/log.sock")]
+    log: String,
+    /// The log's submit bearer token, for a log reached over http://.
+    #[arg(long, env = "TALLY_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Where attestations wait when the log cannot take them.
+    #[arg(long, env = "TALLY_SPOOL_DIR", default_value = "/var/lib/tally/spool")]
+    spool_dir: PathBuf,
+    /// The most the hook may take, in milliseconds.
+    #[arg(long, env = "TALLY_HOOK_BUDGET_MS", default_value_t = 1500)]
+    budget_ms: u64,
+}
+
+/// Runs the hook. Every failure is reported on stderr; the exit code is always success.
+pub(crate) fn run(args: Args, json: bool) -> anyhow::Result<ExitCode> {
+    let drv = std::env::var("DRV_PATH").unwrap_or_default();
+    let outs = std::env::var("OUT_PATHS").unwrap_or_default();
+    let outcome = if drv.is_empty() {
+        HookOutcome::Failed("DRV_PATH is not set: run tally hook as Nix's post-build-hook".into())
+    } else {
+        match configure(&args) {
+            Ok(config) => match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(tally_nix::hook::run(&config, &drv, &outs)),
+                Err(e) => HookOutcome::Failed(format!("starting a runtime: {e}")),
+            },
+            Err(e) => HookOutcome::Failed(e),
+        }
+    };
+    let line = match &outcome {
+        HookOutcome::Submitted {
+            attestations,
+            log_size,
+        } => {
+            format!("tally hook: {drv}: {attestations} output(s) attested; log size {log_size}")
+        }
+        HookOutcome::Spooled {
+            attestations,
+            file,
+            reason,
+        } => format!(
+            "tally hook: {drv}: log unavailable ({reason}); {attestations} attestation(s) spooled in {}",
+            file.display()
+        ),
+        HookOutcome::Refused(reason) => format!("tally hook: {drv}: NOT attested: {reason}"),
+        HookOutcome::Failed(reason) => format!("tally hook: {drv}: NOT attested: {reason}"),
+    };
+    if json {
+        let _ = output::json(&serde_json::json!({"drv_path": drv, "message": line}));
+    } else {
+        eprintln!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn configure(args: &Args) -> Result<HookConfig, String> {
+    let log: Address = args.log.parse().map_err(|e| format!("TALLY_LOG: {e}"))?;
+    let token = match &args.token_file {
+        Some(path) => Some(
+            tally_store::read_secret(path)
+                .map_err(|e| e.to_string())?
+                .to_string(),
+        ),
+        None => None,
+    };
+    Ok(HookConfig {
+        log,
+        token,
+        spool_dir: args.spool_dir.clone(),
+        budget: Duration::from_millis(args.budget_ms.clamp(200, 10_000)),
+    })
+}

@@ -1,0 +1,222 @@
+//! `tally log`: run and inspect an attester log.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use tally_core::answer::{LogAnswer, Verified};
+use tally_core::{StorePath, StorePathHash, UnverifiedCheckpoint, VerifyingKey};
+use tally_proto::client::{self, Address, BearerToken};
+use tally_proto::v1;
+
+use crate::{config, output, runtime};
+
+/// Run and inspect an attester log.
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum Command {
+    Serve(ServeArgs),
+    CheckConfig(ServeArgs),
+    Checkpoint(CheckpointArgs),
+    Lookup(LookupArgs),
+}
+
+/// Run the attester log daemon.
+///
+/// Serves gRPC reads and the C2SP tlog-tiles HTTP API on `listen`, takes submits on the Unix
+/// socket (and over TCP with a bearer token, if configured), and drains the post-build hook's
+/// spool. Stops cleanly on SIGTERM or Ctrl-C. See examples/log.toml for every option.
+///
+/// Example:
+///
+///   tally log serve --config /etc/tally/log.toml
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct ServeArgs {
+    /// The daemon's TOML config.
+    #[arg(long)]
+    config: PathBuf,
+}
+
+/// Print a log's latest checkpoint, and verify it with --vkey.
+///
+/// Examples:
+///
+///   tally log checkpoint --log http://builder1.example.org:7420
+///
+///   tally log checkpoint --log unix:/run/tally/log.sock --vkey 'builder1.example.org/tally+0ebe49a9+ASFS…'
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct CheckpointArgs {
+    /// The log: http://host:port or unix:/path/to/socket.
+    #[arg(long)]
+    log: Address,
+    /// The log's public key (note verifier key or Nix public key); checks the signature.
+    #[arg(long)]
+    vkey: Option<VerifyingKey>,
+}
+
+/// Ask a log about one output path, and verify the answer offline.
+///
+/// Prints the attestation, or that the log has none, after checking the checkpoint's
+/// signature, the map proof and (if present) the entry's inclusion proof. Exits 1 if any
+/// check fails.
+///
+/// Example:
+///
+///   tally log lookup --log http://builder1.example.org:7420 --vkey "$VKEY" /nix/store/7wm0…-hello-2.12.1
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct LookupArgs {
+    /// The log: http://host:port or unix:/path/to/socket.
+    #[arg(long)]
+    log: Address,
+    /// The log's public key (note verifier key or Nix public key).
+    #[arg(long)]
+    vkey: VerifyingKey,
+    /// The output path, or its 32-character hash part.
+    path: String,
+}
+
+pub(crate) fn run(cmd: Command, json: bool) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Serve(args) => serve(args),
+        Command::CheckConfig(args) => check_config(args, json),
+        Command::Checkpoint(args) => runtime::block_on(checkpoint(args, json))?,
+        Command::Lookup(args) => runtime::block_on(lookup(args, json))?,
+    }
+}
+
+fn load(args: &ServeArgs) -> anyhow::Result<tally_log::Config> {
+    let config: tally_log::Config = config::load(&args.config)?;
+    config
+        .validate()
+        .with_context(|| format!("config file {}", args.config.display()))?;
+    Ok(config)
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = load(&args)?;
+    runtime::init_tracing();
+    runtime::block_on(async {
+        let shutdown = runtime::shutdown_on_signal();
+        tally_log::serve(config, shutdown).await
+    })?
+    .with_context(|| format!("tally log serve --config {}", args.config.display()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_config(args: ServeArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let config = load(&args)?;
+    if json {
+        output::json(
+            &serde_json::json!({"config": args.config, "origin": config.origin, "ok": true}),
+        )?;
+    } else {
+        println!("{}: ok (log {})", args.config.display(), config.origin);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn checkpoint(args: CheckpointArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let mut client = client::connect(&args.log, BearerToken::default()).await?;
+    let note = client
+        .get_checkpoint(v1::GetCheckpointRequest {})
+        .await
+        .with_context(|| format!("GetCheckpoint from {}", args.log))?
+        .into_inner()
+        .note;
+    let parsed = UnverifiedCheckpoint::parse(&note).context("the log's checkpoint")?;
+    let checkpoint = match &args.vkey {
+        Some(key) => Some(
+            parsed
+                .verify(key)
+                .with_context(|| format!("verifying the checkpoint with {key}"))?
+                .checkpoint()
+                .clone(),
+        ),
+        None => None,
+    };
+    let text = String::from_utf8_lossy(&note);
+    if json {
+        output::json(&serde_json::json!({
+            "checkpoint": text,
+            "verified": checkpoint.is_some(),
+            "parsed": checkpoint,
+        }))?;
+    } else {
+        print!("{text}");
+        if let Some(c) = checkpoint {
+            eprintln!("verified: {} at size {}", c.origin, c.tree.size);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The hash part of an output path or of a bare hash.
+pub(crate) fn path_hash(s: &str) -> anyhow::Result<StorePathHash> {
+    if s.starts_with('/') {
+        Ok(StorePath::parse(s)?.hash())
+    } else {
+        s.parse().map_err(Into::into)
+    }
+}
+
+async fn lookup(args: LookupArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let hash = path_hash(&args.path).with_context(|| format!("PATH {:?}", args.path))?;
+    let mut client = client::connect(&args.log, BearerToken::default()).await?;
+    let response = client
+        .lookup(v1::LookupRequest {
+            path: args.path.clone(),
+        })
+        .await
+        .with_context(|| format!("Lookup at {}", args.log))?
+        .into_inner();
+    let answer = LogAnswer::try_from(&response).context("the log's answer is malformed")?;
+    let verified = match answer.verify(&args.vkey, &hash) {
+        Ok(v) => v,
+        Err(e) => {
+            if json {
+                output::json(
+                    &serde_json::json!({"path": args.path, "verified": false, "error": e.to_string()}),
+                )?;
+            }
+            anyhow::bail!("the answer from {} does not verify: {e}", args.log);
+        }
+    };
+    let c = verified.checkpoint();
+    match &verified {
+        Verified::Present {
+            index, attestation, ..
+        } => {
+            if json {
+                output::json(&serde_json::json!({
+                    "path": args.path, "verified": true, "present": true,
+                    "origin": c.origin, "tree_size": c.tree.size, "index": index,
+                    "attestation": attestation,
+                }))?;
+            } else {
+                println!(
+                    "{} attests {} at entry {index} (verified against checkpoint {}):",
+                    c.origin,
+                    attestation.output_path(),
+                    c.tree.size
+                );
+                print!("{}", String::from_utf8_lossy(attestation.as_bytes()));
+            }
+        }
+        Verified::Absent { .. } => {
+            if json {
+                output::json(&serde_json::json!({
+                    "path": args.path, "verified": true, "present": false,
+                    "origin": c.origin, "tree_size": c.tree.size,
+                }))?;
+            } else {
+                println!(
+                    "{} has no attestation for {} (proof of absence verified against checkpoint {})",
+                    c.origin, args.path, c.tree.size
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

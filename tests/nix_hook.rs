@@ -1,0 +1,240 @@
+//! The post-build hook with real Nix (Debian's nix-bin): builds attest their outputs exactly
+//! as the store records them, a stopped daemon makes the hook spool without failing the
+//! build, and a restarted daemon drains the spool. Needs Nix; see `tally_tests::nix`.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use tally_core::answer::{LogAnswer, Verified};
+use tally_core::tlog::ConsistencyProof;
+use tally_core::{SignedCheckpoint, StorePath};
+use tally_proto::client::{self, BearerToken, Client};
+use tally_proto::v1;
+use tally_tests::daemon::LogDaemon;
+use tally_tests::{nix, tally_bin};
+
+fn derivations(nonce: &str) -> String {
+    format!(
+        r#"
+let
+  mk = args: derivation ({{ system = builtins.currentSystem; builder = "/bin/sh"; nonce = "{nonce}"; }} // args);
+in rec {{
+  single = mk {{ name = "tally-e2e-single"; args = ["-c" "echo single-output > $out"]; }};
+  multi = mk {{
+    name = "tally-e2e-multi";
+    outputs = ["out" "dev" "lib"];
+    args = ["-c" "echo out > $out; /bin/mkdir $dev; echo dev > $dev/file; echo lib > $lib"];
+  }};
+  refs = mk {{
+    name = "tally-e2e-refs";
+    args = ["-c" "/bin/mkdir $out; echo ${{single}} > $out/single; echo ${{multi.lib}} > $out/lib; echo ${{multi.dev}}/file > $out/dev"];
+  }};
+  late = mk {{ name = "tally-e2e-late"; args = ["-c" "echo built-while-the-log-was-down > $out"]; }};
+}}
+"#
+    )
+}
+
+fn nix_build(dir: &Path, log: &LogDaemon, attrs: &[&str]) -> (std::process::Output, Duration) {
+    let hook = dir.join("bin/tally-hook");
+    let mut cmd = Command::new("nix-build");
+    cmd.arg(dir.join("default.nix"))
+        .arg("--no-out-link")
+        .env(
+            "NIX_CONFIG",
+            format!("{}post-build-hook = {}\n", nix::NIX_CONFIG, hook.display()),
+        )
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .env("TALLY_LOG", log.socket())
+        .env("TALLY_SPOOL_DIR", log.dir.join("spool"));
+    for a in attrs {
+        cmd.args(["-A", a]);
+    }
+    let start = Instant::now();
+    let out = cmd.output().unwrap();
+    (out, start.elapsed())
+}
+
+fn query(args: &[&str], path: &str) -> Vec<String> {
+    let out = nix::output(
+        Command::new("nix-store")
+            .args(["--query"])
+            .args(args)
+            .arg(path)
+            .env("NIX_CONFIG", nix::NIX_CONFIG),
+    );
+    out.lines()
+        .map(str::to_owned)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+async fn lookup(client: &mut Client, log: &LogDaemon, path: &StorePath) -> Verified {
+    let r = client
+        .lookup(v1::LookupRequest {
+            path: path.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    LogAnswer::try_from(&r)
+        .unwrap()
+        .verify(&log.vkey, &path.hash())
+        .unwrap()
+}
+
+async fn checkpoint(client: &mut Client, log: &LogDaemon) -> SignedCheckpoint {
+    let note = client
+        .get_checkpoint(v1::GetCheckpointRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .note;
+    SignedCheckpoint::open(&note, &log.vkey).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn builds_are_attested_spooled_and_drained() {
+    if !nix::available("builds_are_attested_spooled_and_drained") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = LogDaemon::start(
+        &dir.path().join("log"),
+        "e2e.example/nix-hook",
+        &["spool_drain_interval_secs = 1"],
+    );
+    std::fs::create_dir_all(dir.path().join("bin")).unwrap();
+    std::os::unix::fs::symlink(tally_bin(), dir.path().join("bin/tally-hook")).unwrap();
+    let nonce = format!("{}-{:?}", std::process::id(), std::time::SystemTime::now());
+    std::fs::write(dir.path().join("default.nix"), derivations(&nonce)).unwrap();
+
+    // Three derivations, one with three outputs, one referring to the others.
+    let (out, _) = nix_build(dir.path(), &log, &["single", "multi.all", "refs"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "nix-build failed:\n{stderr}");
+    assert!(stderr.contains("attested"), "the hook ran:\n{stderr}");
+    let paths: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(paths.len(), 5, "{paths:?}");
+
+    let mut client = client::connect(&log.socket().parse().unwrap(), BearerToken::default())
+        .await
+        .unwrap();
+    for path in &paths {
+        let store_path = StorePath::parse(path).unwrap();
+        let Verified::Present { attestation, .. } = lookup(&mut client, &log, &store_path).await
+        else {
+            panic!("{path} is not in the log:\n{stderr}\n{}", log.log());
+        };
+        assert_eq!(
+            attestation.nar_hash().to_string(),
+            query(&["--hash"], path)[0],
+            "{path}"
+        );
+        assert_eq!(
+            attestation.nar_size().to_string(),
+            query(&["--size"], path)[0],
+            "{path}"
+        );
+        let mut refs = query(&["--references"], path);
+        refs.sort();
+        let ours: Vec<String> = attestation
+            .references()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(ours, refs, "{path}");
+        let deriver = query(&["--deriver"], path)[0].clone();
+        assert_eq!(
+            attestation.drv_path().map(ToString::to_string),
+            Some(deriver),
+            "{path}"
+        );
+        let name = store_path.name();
+        let expected_output = ["dev", "lib"]
+            .into_iter()
+            .find(|o| name.ends_with(&format!("-{o}")))
+            .unwrap_or("out");
+        assert_eq!(attestation.output_name(), Some(expected_output), "{path}");
+    }
+    let refs_path = paths
+        .iter()
+        .find(|p| p.ends_with("-tally-e2e-refs"))
+        .unwrap();
+    assert_eq!(
+        query(&["--references"], refs_path).len(),
+        3,
+        "the refs output has references"
+    );
+    let before = checkpoint(&mut client, &log).await;
+
+    // With the daemon down, a build still succeeds, promptly, and the hook spools.
+    log.stop();
+    let (out, took) = nix_build(dir.path(), &log, &["late"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "nix-build failed with the log down:\n{stderr}"
+    );
+    assert!(stderr.contains("spooled"), "{stderr}");
+    assert!(took < Duration::from_secs(10), "the build took {took:?}");
+    let late = StorePath::parse(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    let spool = log.dir.join("spool");
+    let spooled: Vec<_> = std::fs::read_dir(&spool)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    assert_eq!(spooled.len(), 1, "{spooled:?}");
+    assert!(
+        std::fs::read_to_string(&spooled[0])
+            .unwrap()
+            .contains(&late.to_string())
+    );
+
+    // Restarted, the daemon drains the spool and the late output appears.
+    log.restart();
+    let mut client = client::connect(&log.socket().parse().unwrap(), BearerToken::default())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Verified::Present { attestation, .. } = lookup(&mut client, &log, &late).await {
+            assert_eq!(
+                attestation.nar_hash().to_string(),
+                query(&["--hash"], &late.to_string())[0]
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the spool was not drained:\n{}",
+            log.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!spooled[0].exists(), "the drained spool file is removed");
+
+    // The checkpoints before and after are consistent.
+    let after = checkpoint(&mut client, &log).await;
+    let (old, new) = (before.checkpoint().tree, after.checkpoint().tree);
+    assert!(new.size > old.size);
+    let proof = client
+        .get_consistency_proof(v1::GetConsistencyProofRequest {
+            old_size: old.size,
+            new_size: new.size,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    ConsistencyProof::try_from(&proof)
+        .unwrap()
+        .verify(&old, &new)
+        .unwrap();
+}
