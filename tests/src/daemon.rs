@@ -92,6 +92,7 @@ impl LogDaemon {
             format!("submit_socket = \"{}\"", dir.join("log.sock").display()),
             format!("spool_dir = \"{}\"", dir.join("spool").display()),
             "batch_period_ms = 20".to_owned(),
+            "batch_idle_ms = 5".to_owned(),
         ];
         for line in defaults
             .iter()

@@ -57,8 +57,24 @@ pub enum DecodeError {
     Overflow,
 }
 
+/// Each byte's digit value, or 0xff for bytes outside the alphabet.
+const DIGITS: [u8; 256] = {
+    let mut table = [0xff; 256];
+    let mut i = 0;
+    while i < ALPHABET.len() {
+        table[ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
 fn digit(c: u8) -> Option<u8> {
-    ALPHABET.iter().position(|&a| a == c).map(|p| p as u8)
+    Some(DIGITS[usize::from(c)]).filter(|&d| d != 0xff)
+}
+
+/// Whether every byte of `s` is a nixbase32 digit.
+pub fn is_valid(s: &str) -> bool {
+    s.bytes().all(|b| digit(b).is_some())
 }
 
 /// Decodes exactly `len` bytes from `s`, rejecting any other length and non-canonical text.

@@ -53,10 +53,17 @@ impl StorePathHash {
 impl FromStr for StorePathHash {
     type Err = StorePathError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        nixbase32::decode(s, HASH_BYTES).map_err(|e| StorePathError::Hash {
-            hash: s.to_owned(),
-            source: e,
-        })?;
+        // 32 digits encode exactly 160 bits, so any 32 digits are a valid hash part; decode
+        // only to report what is wrong.
+        if s.len() != HASH_CHARS || !nixbase32::is_valid(s) {
+            let source = nixbase32::decode(s, HASH_BYTES)
+                .err()
+                .unwrap_or(nixbase32::DecodeError::Overflow);
+            return Err(StorePathError::Hash {
+                hash: s.to_owned(),
+                source,
+            });
+        }
         let mut text = [0u8; HASH_CHARS];
         text.copy_from_slice(s.as_bytes());
         Ok(StorePathHash(text))

@@ -44,12 +44,19 @@ pub struct Config {
     /// The longest a submission waits for others to share its batch, in milliseconds.
     #[serde(default = "default_batch_period_ms")]
     pub batch_period_ms: u64,
+    /// A batch is committed early once no submission has arrived for this long, in
+    /// milliseconds.
+    #[serde(default = "default_batch_idle_ms")]
+    pub batch_idle_ms: u64,
     /// Attestations per batch; a full batch commits at once. Also the most one request may hold.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
     /// The largest gRPC message accepted, in bytes.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
+    /// The database's in-process page cache, in MiB: most of the daemon's memory.
+    #[serde(default = "default_cache_mb")]
+    pub cache_mb: usize,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -74,11 +81,17 @@ fn default_spool_drain_interval_secs() -> u64 {
 fn default_batch_period_ms() -> u64 {
     200
 }
+fn default_batch_idle_ms() -> u64 {
+    5
+}
 fn default_batch_size() -> usize {
-    2000
+    4096
 }
 fn default_max_message_bytes() -> usize {
     16 << 20
+}
+fn default_cache_mb() -> usize {
+    tally_store::DEFAULT_CACHE_BYTES >> 20
 }
 
 impl Config {
@@ -106,10 +119,25 @@ impl Config {
                 format!("{} is not between 1 and 60000", self.batch_period_ms),
             );
         }
+        if self.batch_idle_ms > self.batch_period_ms {
+            return bad(
+                "batch_idle_ms",
+                format!(
+                    "{} is longer than batch_period_ms ({})",
+                    self.batch_idle_ms, self.batch_period_ms
+                ),
+            );
+        }
         if self.max_message_bytes < 1024 {
             return bad(
                 "max_message_bytes",
                 format!("{} is below 1024", self.max_message_bytes),
+            );
+        }
+        if !(8..=1 << 20).contains(&self.cache_mb) {
+            return bad(
+                "cache_mb",
+                format!("{} is not between 8 and 1048576", self.cache_mb),
             );
         }
         if self.spool_drain_interval_secs == 0 {
@@ -125,9 +153,13 @@ impl Config {
             .filter(|m| *m <= 0o777)
     }
 
-    /// `batch_period_ms` as a duration.
-    pub fn batch_period(&self) -> Duration {
-        Duration::from_millis(self.batch_period_ms)
+    /// How batches are formed.
+    pub fn batching(&self) -> crate::sequencer::Batching {
+        crate::sequencer::Batching {
+            period: Duration::from_millis(self.batch_period_ms),
+            idle: Duration::from_millis(self.batch_idle_ms),
+            size: self.batch_size,
+        }
     }
 
     /// The log database file.
@@ -147,7 +179,7 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.listen.port(), 7420);
         assert_eq!(c.socket_mode(), Some(0o660));
-        assert_eq!(c.batch_period(), Duration::from_millis(200));
+        assert_eq!(c.batching().period, Duration::from_millis(200));
 
         let err =
             toml::from_str::<Config>("origin = \"a\"\nsecret_key_file = \"/k\"\nbatchsize = 3\n")

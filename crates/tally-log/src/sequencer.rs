@@ -3,8 +3,11 @@
 //! Contract:
 //! - A submit future MUST NOT resolve with success before the batch holding its
 //!   attestations is durably committed and a checkpoint covering them is signed.
-//! - A batch closes when it holds `batch_size` attestations, or `batch_period` after its
-//!   first submission arrived, whichever comes first. Concurrent submitters share batches.
+//! - A batch closes when it holds `batch_size` attestations, when `batch_period` has passed
+//!   since its first submission arrived, or when no new submission has arrived for
+//!   `batch_idle`, whichever comes first. Concurrent submitters share batches; a lone
+//!   submitter (a post-build hook) waits only the idle gap, and submitters that resubmit
+//!   as soon as they are answered are not held back by the period.
 //! - A submission is all or nothing: it is one group in the store's batch.
 //! - If the commit fails, every submission in the batch gets the error and nothing of it is
 //!   acknowledged; the next batch starts afresh.
@@ -55,6 +58,8 @@ pub struct Sequencer {
 pub struct Batching {
     /// The longest the first submission of a batch waits for others.
     pub period: Duration,
+    /// A batch closes once no submission has arrived for this long.
+    pub idle: Duration,
     /// Attestations per batch.
     pub size: usize,
 }
@@ -106,7 +111,8 @@ async fn run(
         let mut count = first.attestations.len();
         let mut jobs = vec![first];
         while count < batching.size {
-            match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+            let wait = (Instant::now() + batching.idle).min(deadline);
+            match tokio::time::timeout_at(wait.into(), rx.recv()).await {
                 Ok(Some(job)) if count + job.attestations.len() > batching.size => {
                     carried = Some(job);
                     break;

@@ -13,7 +13,7 @@ use crate::auth::WriteAccess;
 use crate::config::Config;
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
-use crate::sequencer::{Batching, Sequencer};
+use crate::sequencer::Sequencer;
 use crate::service::LogService;
 use crate::{LogError, spool};
 
@@ -61,10 +61,11 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Lo
     let spool = Spool::open(&config.spool_dir).map_err(|e| config_error("spool_dir", e))?;
 
     let database = config.database();
+    let cache = config.cache_mb << 20;
     let (store, first) = {
         let key = key.clone();
         tokio::task::spawn_blocking(move || -> Result<_, LogError> {
-            let store = LogStore::open(&database)?;
+            let store = LogStore::open_with_cache(&database, cache)?;
             // An empty log gets its size-0 checkpoint, so readers always find one.
             let first = store.append_batch(&key, &[])?;
             Ok((Arc::new(store), first.checkpoint))
@@ -76,12 +77,12 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Lo
     metrics
         .tree_size
         .set(i64::try_from(first.checkpoint.tree.size).unwrap_or(i64::MAX));
-    let batching = Batching {
-        period: config.batch_period(),
-        size: config.batch_size,
-    };
-    let (sequencer, sequencer_task) =
-        Sequencer::start(Arc::clone(&store), key, batching, Arc::clone(&metrics));
+    let (sequencer, sequencer_task) = Sequencer::start(
+        Arc::clone(&store),
+        key,
+        config.batching(),
+        Arc::clone(&metrics),
+    );
 
     let tcp = TcpListener::bind(config.listen)
         .await

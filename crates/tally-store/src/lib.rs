@@ -27,10 +27,11 @@ mod key_file;
 mod log_store;
 mod log_tables;
 mod map_nodes;
+mod map_top;
 mod spool;
 
 pub use error::StoreError;
 pub use key_file::{generate_signing_key, read_secret, read_signing_key, write_signing_key};
-pub use log_store::{BatchResult, LogStore, StoredCheckpoint};
+pub use log_store::{BatchResult, DEFAULT_CACHE_BYTES, LogStore, StoredCheckpoint};
 pub use log_tables::{Conflict, LogReader, Outcome};
 pub use spool::{Spool, SpoolFile};

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 use tally_core::map::{MapKey, MapValue};
@@ -19,8 +20,12 @@ use tally_core::{Attestation, Checkpoint, Hash, Note, SignedCheckpoint, SigningK
 
 use crate::StoreError;
 use crate::log_tables::{Conflict, LogReader, Outcome, TableNames, WriteTables};
+use crate::map_top::MapTop;
 
 const CHECKPOINT: &str = "checkpoint";
+
+/// The page cache a store gets unless told otherwise: 128 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 128 << 20;
 
 /// A checkpoint as stored: parsed, and the signed note bytes as served.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,20 +67,42 @@ pub struct BatchResult {
 pub struct LogStore {
     db: Database,
     names: TableNames,
+    /// The map's top, as of the latest commit. Replaced only under `writer`.
+    top: RwLock<Arc<MapTop>>,
+    /// Held by the one batch in progress, from its transaction's start until its commit is
+    /// reflected in `top`.
+    writer: Mutex<()>,
 }
 
 /// The attestations taken into a batch so far, by output path.
 type Accepted<'a> = HashMap<MapKey, (MapValue, &'a Attestation)>;
 
 impl LogStore {
-    /// Opens the database at `path`, creating it if it does not exist.
+    /// Opens the database at `path`, creating it if it does not exist, with the default
+    /// page cache ([`DEFAULT_CACHE_BYTES`]).
     pub fn open(path: &Path) -> Result<LogStore, StoreError> {
-        let db = Database::create(path)?;
+        LogStore::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens the database with a page cache of at most `cache_bytes`. The cache is most of
+    /// the process's memory; pages beyond it are read again from the OS page cache.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<LogStore, StoreError> {
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(path)?;
         let names = TableNames::new("log");
         let txn = db.begin_write()?;
         names.create(&txn)?;
         txn.commit()?;
-        Ok(LogStore { db, names })
+        let txn = db.begin_read()?;
+        let size = latest(&txn.open_table(names.meta())?)?.map_or(0, |c| c.checkpoint.tree.size);
+        let top = MapTop::load(&txn.open_table(names.map())?, size)?;
+        Ok(LogStore {
+            db,
+            names,
+            top: RwLock::new(Arc::new(top)),
+            writer: Mutex::new(()),
+        })
     }
 
     /// Appends the new attestations of each group and signs a checkpoint over the result,
@@ -90,13 +117,12 @@ impl LogStore {
         key: &SigningKey,
         groups: &[&[Attestation]],
     ) -> Result<BatchResult, StoreError> {
+        let _writer = self.writer.lock().map_err(|_| poisoned())?;
+        let top = Arc::clone(&*self.top.read().map_err(|_| poisoned())?);
         let txn = self.db.begin_write()?;
-        let result = {
+        let (result, top_nodes) = {
             let mut tables = WriteTables::open(&txn, &self.names)?;
-            let latest = match tables.meta.get(CHECKPOINT)? {
-                Some(v) => Some(StoredCheckpoint::from_note(v.value().to_vec())?),
-                None => None,
-            };
+            let latest = latest(&tables.meta)?;
             if let Some(other) = latest
                 .as_ref()
                 .filter(|l| l.checkpoint.origin != *key.name())
@@ -114,7 +140,7 @@ impl LogStore {
             let mut outcomes = Vec::with_capacity(groups.len());
             for group in groups {
                 let next = size + leaves.len() as u64;
-                let (group_outcome, new) = classify(&tables, &accepted, group, next)?;
+                let (group_outcome, new) = classify(&tables, &top, &accepted, group, next)?;
                 if group_outcome.is_ok() {
                     for (key, value, a) in new {
                         leaves.push(a.as_bytes());
@@ -131,43 +157,63 @@ impl LogStore {
                     groups: outcomes,
                 });
             }
-            let (tree, map_root) = tables.append(size, &leaves, pairs)?;
+            let appended = tables.append(size, &leaves, pairs, &top)?;
             let checkpoint = Checkpoint {
                 origin: key.name().clone(),
-                tree,
-                map_root,
+                tree: appended.tree,
+                map_root: appended.map_root,
             };
             let signed = SignedCheckpoint::sign(checkpoint, key)?;
             tables
                 .meta
                 .insert(CHECKPOINT, signed.to_bytes().as_slice())?;
-            BatchResult {
+            let result = BatchResult {
                 checkpoint: StoredCheckpoint::from_signed(&signed),
                 groups: outcomes,
-            }
+            };
+            (result, appended.top_nodes)
         };
         txn.commit()?;
+        let size = result.checkpoint.checkpoint.tree.size;
+        // Without another reference, make_mut updates the top in place rather than copying.
+        drop(top);
+        let mut guard = self.top.write().map_err(|_| poisoned())?;
+        Arc::make_mut(&mut guard).apply(size, top_nodes);
         Ok(result)
     }
 
     /// A consistent view of the log as of the latest commit.
     pub fn read(&self) -> Result<LogReader, StoreError> {
-        let txn = self.db.begin_read()?;
-        let checkpoint = {
-            let meta = txn.open_table(self.names.meta())?;
-            meta.get(CHECKPOINT)?.map(|v| v.value().to_vec())
-        };
-        let size = match &checkpoint {
-            Some(note) => {
-                StoredCheckpoint::from_note(note.clone())?
-                    .checkpoint
-                    .tree
-                    .size
+        // The in-memory map top is replaced just after each commit: take a snapshot and a
+        // top of the same size, retrying across that short window.
+        for _ in 0..100_000 {
+            let top = Arc::clone(&*self.top.read().map_err(|_| poisoned())?);
+            let txn = self.db.begin_read()?;
+            let size =
+                latest(&txn.open_table(self.names.meta())?)?.map_or(0, |c| c.checkpoint.tree.size);
+            if size == top.size() {
+                return Ok(LogReader::new(txn, self.names.clone(), top));
             }
-            None => 0,
-        };
-        Ok(LogReader::new(txn, self.names.clone(), size))
+            std::thread::yield_now();
+        }
+        Err(StoreError::corrupt(
+            "map top",
+            "does not catch up with the latest commit",
+        ))
     }
+}
+
+fn poisoned() -> StoreError {
+    StoreError::corrupt("store lock", "a writer panicked")
+}
+
+/// The latest checkpoint in a meta table.
+fn latest(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Option<StoredCheckpoint>, StoreError> {
+    meta.get(CHECKPOINT)?
+        .map(|v| StoredCheckpoint::from_note(v.value().to_vec()))
+        .transpose()
 }
 
 /// Classifies one group against the log and the batch so far. Returns the group's outcome
@@ -175,6 +221,7 @@ impl LogStore {
 #[allow(clippy::type_complexity)]
 fn classify<'a>(
     tables: &WriteTables<'_>,
+    top: &MapTop,
     accepted: &Accepted<'a>,
     group: &'a [Attestation],
     mut next: u64,
@@ -195,7 +242,7 @@ fn classify<'a>(
             Some((value, held)) => Some((*value, Some(*held))),
             None => match new.iter().find(|(k, _, _)| *k == key) {
                 Some((_, value, held)) => Some((*value, Some(*held))),
-                None => tables.lookup(&key)?.map(|v| (v, None)),
+                None => tables.lookup(top, &key)?.map(|v| (v, None)),
             },
         };
         match existing {

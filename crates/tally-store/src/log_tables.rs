@@ -6,6 +6,7 @@
 //! map node always land in the same transaction.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use redb::{ReadTransaction, Table, TableDefinition, WriteTransaction};
 use tally_core::map::{self, MapKey, MapValue};
@@ -15,7 +16,8 @@ use tally_core::{Attestation, Hash};
 use crate::StoreError;
 use crate::entry_pages::{self, EntryTable};
 use crate::hash_chunks::{self, HashTable, PendingHashes, StoredHashes};
-use crate::map_nodes::{self, MapTable, StoredMap};
+use crate::map_nodes::MapTable;
+use crate::map_top::{LayeredMap, MapTop, TOP_DEPTH};
 
 /// Metadata: small named values such as the latest checkpoint.
 pub(crate) type MetaTable<'a> = TableDefinition<'a, &'static str, &'static [u8]>;
@@ -91,6 +93,16 @@ pub struct Conflict {
     pub existing: Box<Attestation>,
 }
 
+/// What [`WriteTables::append`] did.
+pub(crate) struct Appended {
+    /// The new tree head.
+    pub(crate) tree: TreeHead,
+    /// The new map root.
+    pub(crate) map_root: Hash,
+    /// Rewritten top nodes, to apply to the in-memory top after the commit.
+    pub(crate) top_nodes: Vec<(tally_core::map::MapNodeId, tally_core::map::MapNode)>,
+}
+
 /// A log's tables inside a write transaction.
 pub(crate) struct WriteTables<'txn> {
     pub(crate) entries: Table<'txn, u64, &'static [u8]>,
@@ -113,8 +125,18 @@ impl<'txn> WriteTables<'txn> {
     }
 
     /// The map's value for `key`.
-    pub(crate) fn lookup(&self, key: &MapKey) -> Result<Option<MapValue>, StoreError> {
-        map::lookup(&StoredMap(&self.map), key)
+    pub(crate) fn lookup(
+        &self,
+        top: &MapTop,
+        key: &MapKey,
+    ) -> Result<Option<MapValue>, StoreError> {
+        map::lookup(
+            &LayeredMap {
+                top,
+                table: &self.map,
+            },
+            key,
+        )
     }
 
     /// The stored entry at `index`.
@@ -124,14 +146,16 @@ impl<'txn> WriteTables<'txn> {
             .ok_or_else(|| StoreError::corrupt("entry page", format!("no entry {index}")))
     }
 
-    /// Appends `leaves` to a log of `size` entries, and inserts `pairs` into the map.
-    /// Returns the new tree head and map root.
+    /// Appends `leaves` to a log of `size` entries, and inserts `pairs` into the map whose
+    /// top is `top`. Returns the new tree head and map root, and the top nodes to apply to
+    /// `top` once the transaction commits.
     pub(crate) fn append(
         &mut self,
         size: u64,
         leaves: &[&[u8]],
         pairs: Vec<(MapKey, MapValue)>,
-    ) -> Result<(TreeHead, Hash), StoreError> {
+        top: &MapTop,
+    ) -> Result<Appended, StoreError> {
         entry_pages::append(&mut self.entries, size, leaves)?;
 
         let stored = StoredHashes::new(&self.hashes);
@@ -150,15 +174,31 @@ impl<'txn> WriteTables<'txn> {
         drop(stored);
         hash_chunks::write(&mut self.hashes, &new)?;
 
-        let update = map::insert(&StoredMap(&self.map), pairs)?;
-        map_nodes::write(&mut self.map, &update.nodes)?;
-        Ok((
-            TreeHead {
+        let update = map::insert(
+            &LayeredMap {
+                top,
+                table: &self.map,
+            },
+            pairs,
+        )?;
+        let mut top_nodes = Vec::new();
+        for (id, node) in update.nodes {
+            if id.depth() >= TOP_DEPTH || top.must_store(&id, &node) {
+                self.map
+                    .insert(id.to_bytes().as_slice(), node.to_bytes().as_slice())?;
+            }
+            if id.depth() < TOP_DEPTH {
+                top_nodes.push((id, node));
+            }
+        }
+        Ok(Appended {
+            tree: TreeHead {
                 size: new_size,
                 root,
             },
-            update.root,
-        ))
+            map_root: update.root,
+            top_nodes,
+        })
     }
 }
 
@@ -167,11 +207,18 @@ pub struct LogReader {
     txn: ReadTransaction,
     names: TableNames,
     size: u64,
+    top: Arc<MapTop>,
 }
 
 impl LogReader {
-    pub(crate) fn new(txn: ReadTransaction, names: TableNames, size: u64) -> LogReader {
-        LogReader { txn, names, size }
+    /// A view from a read transaction and the map top of the same tree size.
+    pub(crate) fn new(txn: ReadTransaction, names: TableNames, top: Arc<MapTop>) -> LogReader {
+        LogReader {
+            txn,
+            names,
+            size: top.size(),
+            top,
+        }
     }
 
     pub(crate) fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -237,17 +284,31 @@ impl LogReader {
 
     /// The map's value for `key`.
     pub fn lookup(&self, key: &MapKey) -> Result<Option<MapValue>, StoreError> {
-        map::lookup(&StoredMap(&self.map_table()?), key)
+        let table = self.map_table()?;
+        map::lookup(
+            &LayeredMap {
+                top: &self.top,
+                table: &table,
+            },
+            key,
+        )
     }
 
     /// A proof of presence or absence of `key` in the map.
     pub fn map_proof(&self, key: &MapKey) -> Result<map::MapProof, StoreError> {
-        map::prove(&StoredMap(&self.map_table()?), key)
+        let table = self.map_table()?;
+        map::prove(
+            &LayeredMap {
+                top: &self.top,
+                table: &table,
+            },
+            key,
+        )
     }
 
     /// The map root.
-    pub fn map_root(&self) -> Result<Hash, StoreError> {
-        map::root(&StoredMap(&self.map_table()?))
+    pub fn map_root(&self) -> Hash {
+        self.top.root()
     }
 
     /// The bytes of hash tile `index` at tile level `level`, `width` hashes wide.

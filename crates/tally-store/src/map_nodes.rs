@@ -1,6 +1,6 @@
 //! The sparse Merkle map's 16-way nodes, keyed by [`MapNodeId::to_bytes`].
 
-use redb::{ReadableTable, Table, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 use tally_core::map::{MapNode, MapNodeId, MapNodeReader};
 
 use crate::StoreError;
@@ -19,15 +19,4 @@ impl<T: ReadableTable<&'static [u8], &'static [u8]>> MapNodeReader for StoredMap
             Some(bytes) => Ok(Some(MapNode::from_bytes(bytes.value())?)),
         }
     }
-}
-
-/// Stores rewritten nodes.
-pub(crate) fn write(
-    table: &mut Table<'_, &'static [u8], &'static [u8]>,
-    nodes: &[(MapNodeId, MapNode)],
-) -> Result<(), StoreError> {
-    for (id, node) in nodes {
-        table.insert(id.to_bytes().as_slice(), node.to_bytes().as_slice())?;
-    }
-    Ok(())
 }

@@ -51,7 +51,7 @@ fn batches_commit_and_survive_reopening() {
     let mut replay = Replay::of(&entries);
     assert_eq!(replay.tree_head(), head);
     assert_eq!(replay.map_root(), signed.checkpoint().map_root);
-    assert_eq!(reader.map_root().unwrap(), signed.checkpoint().map_root);
+    assert_eq!(reader.map_root(), signed.checkpoint().map_root);
 
     for i in (0..head.size).step_by(37) {
         let proof = reader.inclusion_proof(i, head.size).unwrap();
@@ -251,4 +251,46 @@ fn tiles_hold_the_tree_levels() {
     let tail = Replay::of(&entries[768..]).tree_head().root;
     let root = node_hash(&node_hash(&sub(0), &sub(1)), &node_hash(&sub(2), &tail));
     assert_eq!(TreeHead { size: n, root }, head);
+}
+
+#[test]
+fn the_in_memory_map_top_is_rebuilt_on_reopening() {
+    // Enough keys that the top four map levels hold only child nodes, plus a reopen between
+    // batches, so the stored shapes carry stale child hashes that must be recomputed.
+    let dir = tempfile::tempdir().unwrap();
+    let key = key();
+    let n = 80_000u64;
+    for (round, start) in (0..n).step_by(20_000).enumerate() {
+        let store = open(&dir);
+        let batch: Vec<_> = (start..start + 20_000).map(attestation).collect();
+        let result = store.append_batch(&key, &[&batch]).unwrap();
+        let reopened = open_again(store, &dir);
+        let reader = reopened.read().unwrap();
+        assert_eq!(
+            reader.map_root(),
+            result.checkpoint.checkpoint.map_root,
+            "round {round}"
+        );
+    }
+    let store = open(&dir);
+    let reader = store.read().unwrap();
+    let stored = reader.checkpoint().unwrap().unwrap();
+    let mut replay = Replay::of(&reader.entries(0, n).unwrap());
+    assert_eq!(replay.map_root(), stored.checkpoint.map_root);
+    for i in (0..n).step_by(997) {
+        let k = map_key(&attestation(i));
+        let answer = reader
+            .map_proof(&k)
+            .unwrap()
+            .verify(&k, &stored.checkpoint.map_root);
+        assert!(
+            matches!(answer, Ok(MapAnswer::Present(v)) if v.leaf_index == i),
+            "{i}"
+        );
+    }
+}
+
+fn open_again(store: LogStore, dir: &tempfile::TempDir) -> LogStore {
+    drop(store);
+    open(dir)
 }

@@ -103,3 +103,47 @@ fn readable_key_files_and_bad_names_are_refused() {
         "nothing written for a bad name"
     );
 }
+
+#[test]
+fn the_example_log_config_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/log.toml");
+    let out = tally()
+        .args(["log", "check-config", "--config", example])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    fs::write(
+        &bad,
+        fs::read_to_string(example)
+            .unwrap()
+            .replace("batch_idle_ms = 5", "batch_idle_ms = 500"),
+    )
+    .unwrap();
+    let out = tally()
+        .args(["log", "check-config", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("batch_idle_ms"), "{err}");
+    fs::write(
+        &bad,
+        "origin = \"a.example/log\"\nsecret_key_file = \"/k\"\nlisten = \"not an address\"\n",
+    )
+    .unwrap();
+    let out = tally()
+        .args(["log", "check-config", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("listen"), "{err}");
+}

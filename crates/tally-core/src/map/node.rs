@@ -43,6 +43,32 @@ impl MapNodeId {
         self.depth
     }
 
+    /// The node under slot `nibble`, one level down.
+    pub fn child(&self, nibble: u8) -> MapNodeId {
+        let mut prefix = self.prefix;
+        let i = usize::from(self.depth / 2);
+        if self.depth.is_multiple_of(2) {
+            prefix[i] = nibble << 4;
+        } else {
+            prefix[i] |= nibble & 0x0f;
+        }
+        MapNodeId {
+            depth: self.depth + 1,
+            prefix,
+        }
+    }
+
+    /// Parses [`MapNodeId::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Option<MapNodeId> {
+        let (&depth, used) = bytes.split_first()?;
+        if depth > 63 || used.len() != usize::from(depth).div_ceil(2) {
+            return None;
+        }
+        let mut prefix = [0u8; 32];
+        prefix[..used.len()].copy_from_slice(used);
+        Some(MapNodeId { depth, prefix })
+    }
+
     /// The storage key: depth, then the prefix bytes it uses.
     pub fn to_bytes(&self) -> Vec<u8> {
         let used = usize::from(self.depth).div_ceil(2);
@@ -152,6 +178,20 @@ impl MapNode {
     /// The node's subtree: what its parent slot refers to.
     pub(super) fn top(&self) -> Subtree {
         self.subtrees()[1]
+    }
+
+    /// The hash of the subtree this node holds.
+    pub fn hash(&self) -> Hash {
+        self.top().hash()
+    }
+
+    /// Whether two nodes have the same slots, except for the hashes of child nodes: the
+    /// part of a node that does not follow from the nodes below it.
+    pub fn same_shape(&self, other: &MapNode) -> bool {
+        self.slots.iter().zip(&other.slots).all(|pair| match pair {
+            (Slot::Child(_), Slot::Child(_)) => true,
+            (a, b) => a == b,
+        })
     }
 
     /// The storage encoding.

@@ -242,3 +242,22 @@ fn docs_formats_example() {
         "xOYBm/7UupzlTep9mCVTnyoYkqM31WMKn4Wa0NIMnWk="
     );
 }
+
+#[test]
+fn node_ids_walk_down_and_round_trip() {
+    let k = key(9);
+    for depth in 0..63u8 {
+        let id = MapNodeId::on_path(&k, depth);
+        assert_eq!(
+            id.child(k.nibble(usize::from(depth))),
+            MapNodeId::on_path(&k, depth + 1)
+        );
+        assert_eq!(MapNodeId::from_bytes(&id.to_bytes()), Some(id));
+    }
+    assert_eq!(
+        MapNodeId::from_bytes(&[2, 0xab, 0xcd]),
+        None,
+        "depth 2 uses one byte"
+    );
+    assert_eq!(MapNodeId::from_bytes(&[]), None);
+}

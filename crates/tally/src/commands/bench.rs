@@ -26,7 +26,8 @@ pub(crate) enum Command {
 /// are acknowledged (durably, as always). With --rate, single-attestation submits are sent
 /// at a steady rate regardless of answers, the way post-build hooks arrive, and their
 /// latency is reported. Samples are realistic attestations numbered from --start (default:
-/// the log's current size), so repeated runs append new entries.
+/// the log's current size), so repeated runs append new entries. All requests are encoded
+/// before the clock starts, so the figures measure the log, not the generator.
 ///
 /// Examples:
 ///
@@ -119,87 +120,69 @@ async fn submit(args: SubmitArgs) -> anyhow::Result<Report> {
                 .size
         }
     };
+    if args.clients == 0 || args.batch == 0 || args.rate == Some(0) {
+        bail!("--clients, --batch and --rate must be at least 1");
+    }
+    let batch = if args.rate.is_some() { 1 } else { args.batch };
+    let requests = prepare(start_index, args.count, batch);
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let log_size = Arc::new(AtomicU64::new(0));
     let bar = crate::progress::bar(args.count, "submitting");
     let began = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let shared = (
+        client.clone(),
+        latencies.clone(),
+        log_size.clone(),
+        bar.clone(),
+    );
+    let send = move |request: v1::SubmitRequest| {
+        let (mut client, lat, size, bar) = shared.clone();
+        async move {
+            let n = request.attestations.len() as u64;
+            let t = Instant::now();
+            let response = client.submit(request).await.context("Submit")?.into_inner();
+            lat.lock().await.push(t.elapsed());
+            size.fetch_max(checkpoint_size(&response), Ordering::Relaxed);
+            bar.inc(n);
+            anyhow::Ok(())
+        }
+    };
     let mode = match args.rate {
         None => {
-            if args.clients == 0 || args.batch == 0 {
-                bail!("--clients and --batch must be at least 1");
-            }
-            let next = Arc::new(AtomicU64::new(0));
-            let mut tasks = tokio::task::JoinSet::new();
+            // Closed loop: each client sends its next request when the last is answered.
+            let queue = Arc::new(std::sync::Mutex::new(requests.into_iter()));
             for _ in 0..args.clients {
-                let (mut client, next, lat, size, bar) = (
-                    client.clone(),
-                    next.clone(),
-                    latencies.clone(),
-                    log_size.clone(),
-                    bar.clone(),
-                );
-                let (count, batch) = (args.count, args.batch as u64);
+                let (queue, send) = (queue.clone(), send.clone());
                 tasks.spawn(async move {
                     loop {
-                        let from = next.fetch_add(batch, Ordering::Relaxed);
-                        if from >= count {
-                            return anyhow::Ok(());
+                        let next = queue
+                            .lock()
+                            .map_err(|_| anyhow::anyhow!("poisoned"))?
+                            .next();
+                        match next {
+                            Some(request) => send(request).await?,
+                            None => return anyhow::Ok(()),
                         }
-                        let to = (from + batch).min(count);
-                        let request = v1::SubmitRequest {
-                            attestations: (from..to)
-                                .map(|i| sample::attestation(start_index + i).as_bytes().to_vec())
-                                .collect(),
-                        };
-                        let t = Instant::now();
-                        let response = client.submit(request).await.context("Submit")?.into_inner();
-                        lat.lock().await.push(t.elapsed());
-                        size.fetch_max(checkpoint_size(&response), Ordering::Relaxed);
-                        bar.inc(to - from);
                     }
                 });
-            }
-            while let Some(t) = tasks.join_next().await {
-                t??;
             }
             format!("{} clients × batches of {}", args.clients, args.batch)
         }
         Some(rate) => {
-            if rate == 0 {
-                bail!("--rate must be at least 1");
-            }
-            let interval = Duration::from_secs_f64(1.0 / rate as f64);
-            let mut tick = tokio::time::interval(interval);
+            // Open loop: a steady rate, whatever the answers.
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            let mut tasks = tokio::task::JoinSet::new();
-            for i in 0..args.count {
+            for request in requests {
                 tick.tick().await;
-                let (mut client, lat, size, bar) = (
-                    client.clone(),
-                    latencies.clone(),
-                    log_size.clone(),
-                    bar.clone(),
-                );
-                tasks.spawn(async move {
-                    let request = v1::SubmitRequest {
-                        attestations: vec![
-                            sample::attestation(start_index + i).as_bytes().to_vec(),
-                        ],
-                    };
-                    let t = Instant::now();
-                    let response = client.submit(request).await.context("Submit")?.into_inner();
-                    lat.lock().await.push(t.elapsed());
-                    size.fetch_max(checkpoint_size(&response), Ordering::Relaxed);
-                    bar.inc(1);
-                    anyhow::Ok(())
-                });
-            }
-            while let Some(t) = tasks.join_next().await {
-                t??;
+                tasks.spawn(send(request));
             }
             format!("steady {rate}/s single submits")
         }
     };
+    while let Some(t) = tasks.join_next().await {
+        t??;
+    }
     let seconds = began.elapsed().as_secs_f64();
     bar.finish_and_clear();
     let mut lat = std::mem::take(&mut *latencies.lock().await);
@@ -220,6 +203,26 @@ async fn submit(args: SubmitArgs) -> anyhow::Result<Report> {
         log_size: log_size.load(Ordering::Relaxed),
         daemon_rss_mb: args.daemon_pid.and_then(rss_mb),
     })
+}
+
+/// Encodes every request up front.
+fn prepare(start: u64, count: u64, batch: usize) -> Vec<v1::SubmitRequest> {
+    let bar = crate::progress::bar(count, "preparing samples");
+    let indices: Vec<u64> = (start..start + count).collect();
+    let requests = indices
+        .chunks(batch)
+        .map(|chunk| {
+            bar.inc(chunk.len() as u64);
+            v1::SubmitRequest {
+                attestations: chunk
+                    .iter()
+                    .map(|&i| sample::attestation(i).as_bytes().to_vec())
+                    .collect(),
+            }
+        })
+        .collect();
+    bar.finish_and_clear();
+    requests
 }
 
 fn checkpoint_size(response: &v1::SubmitResponse) -> u64 {
