@@ -173,6 +173,45 @@ async fn builds_are_attested_spooled_and_drained() {
     );
     let before = checkpoint(&mut client, &log).await;
 
+    // A log that accepts connections but never answers: the hook still returns within its
+    // budget, exits 0, and spools.
+    let silent = dir.path().join("silent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&silent).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s);
+        }
+    });
+    let single_drv = query(
+        &["--deriver"],
+        paths.iter().find(|p| p.ends_with("-single")).unwrap(),
+    )[0]
+    .clone();
+    let spool2 = dir.path().join("spool2");
+    let start = Instant::now();
+    let out = Command::new(tally_bin())
+        .arg("hook")
+        .env("DRV_PATH", &single_drv)
+        .env("OUT_PATHS", "")
+        .env("TALLY_LOG", format!("unix:{}", silent.display()))
+        .env("TALLY_SPOOL_DIR", &spool2)
+        .env("NIX_CONFIG", nix::NIX_CONFIG)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "the hook took {:?}",
+        start.elapsed()
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("spooled"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_dir(&spool2).unwrap().count(), 1);
+
     // With the daemon down, a build still succeeds, promptly, and the hook spools.
     log.stop();
     let (out, took) = nix_build(dir.path(), &log, &["late"]);

@@ -22,6 +22,7 @@ pub mod map;
 pub mod nar_hash;
 pub mod nixbase32;
 pub mod note;
+pub mod policy;
 pub mod replay;
 pub mod sample;
 pub mod store_path;
