@@ -179,14 +179,14 @@ impl<'de> serde::Deserialize<'de> for Policy {
 impl Policy {
     /// Checks the policy against the followed logs.
     pub fn check(&self, followed: &[KeyName]) -> Result<(), PolicyError> {
-        if let Quorum::Count { m, .. } = self.quorum {
-            if m != followed.len() {
-                return Err(PolicyError::WrongCount {
-                    policy: self.to_string(),
-                    m,
-                    followed: followed.len(),
-                });
-            }
+        if let Quorum::Count { m, .. } = self.quorum
+            && m != followed.len()
+        {
+            return Err(PolicyError::WrongCount {
+                policy: self.to_string(),
+                m,
+                followed: followed.len(),
+            });
         }
         if let Some(missing) = self.required.iter().find(|r| !followed.contains(r)) {
             return Err(PolicyError::UnknownLog {
