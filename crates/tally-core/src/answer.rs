@@ -35,24 +35,8 @@ pub struct AnswerEntry {
     /// Its index.
     pub index: u64,
     /// Its bytes, base64.
-    #[serde(with = "base64_bytes")]
+    #[serde(with = "crate::base64_serde::bytes")]
     pub data: Vec<u8>,
-}
-
-mod base64_bytes {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD as BASE64;
-
-    pub(super) fn serialize<S: serde::Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&BASE64.encode(b))
-    }
-
-    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
-        BASE64
-            .decode(s.as_bytes())
-            .map_err(serde::de::Error::custom)
-    }
 }
 
 /// What a verified answer shows.

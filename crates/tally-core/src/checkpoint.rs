@@ -192,6 +192,22 @@ impl SignedCheckpoint {
     pub fn to_bytes(&self) -> Vec<u8> {
         self.note.to_bytes()
     }
+
+    /// Adds another signer's signature line (a witness's cosignature). It cannot replace the
+    /// log's own signature: a line in the origin's name is refused.
+    pub fn add_cosignature(
+        &mut self,
+        sig: crate::note::NoteSignature,
+    ) -> Result<(), CheckpointError> {
+        if sig.name == self.checkpoint.origin {
+            return Err(CheckpointError::WrongOrigin {
+                expected: "a witness name".into(),
+                found: sig.name.to_string(),
+            });
+        }
+        self.note.add_signature(sig);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,10 @@
 pub mod answer;
 pub mod attestation;
 pub mod backoff;
+mod base64_serde;
 pub mod checkpoint;
+pub mod cosignature;
+pub mod evidence;
 pub mod hash;
 pub mod keys;
 pub mod map;
@@ -28,6 +31,7 @@ pub mod sample;
 pub mod store_path;
 pub mod tiles;
 pub mod tlog;
+pub mod witness;
 
 pub use attestation::{Attestation, AttestationError, AttestationFields};
 pub use checkpoint::{Checkpoint, CheckpointError, SignedCheckpoint, UnverifiedCheckpoint};

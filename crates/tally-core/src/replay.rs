@@ -22,15 +22,29 @@ pub struct Replay {
     size: u64,
 }
 
-/// Reading the in-memory state never fails; a missing hash is a bug, reported as such.
-#[derive(Debug)]
-pub struct Missing(pub NodeId);
+/// Why the in-memory state could not answer: a proof for sizes beyond the replay, or (a bug)
+/// a missing hash.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplayError {
+    /// The request does not fit the replayed entries.
+    #[error(transparent)]
+    Proof(#[from] tlog::ProofError),
+    /// A stored hash is missing.
+    #[error("replay has no hash for {0:?}")]
+    Missing(NodeId),
+}
 
 impl HashReader for Replay {
-    type Error = Missing;
-    fn read_hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>, Missing> {
+    type Error = ReplayError;
+    fn read_hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>, ReplayError> {
         ids.iter()
-            .map(|id| self.hashes.get(id).copied().ok_or(Missing(*id)))
+            .map(|id| {
+                self.hashes
+                    .get(id)
+                    .copied()
+                    .ok_or(ReplayError::Missing(*id))
+            })
             .collect()
     }
 }
@@ -62,9 +76,8 @@ impl Replay {
     /// Appends one entry.
     pub fn push(&mut self, entry: &[u8]) {
         let index = self.size;
-        let new = tlog::hashes_to_store(index, tlog::leaf_hash(entry), &*self).unwrap_or_else(
-            |Missing(id)| unreachable!("replay holds every stored hash, not {id:?}"),
-        );
+        let new = tlog::hashes_to_store(index, tlog::leaf_hash(entry), &*self)
+            .unwrap_or_else(|e| unreachable!("replay holds every stored hash: {e}"));
         self.hashes.extend(new);
         if let Ok(a) = Attestation::decode(entry) {
             let key = MapKey::for_path(&a.output_path().hash());
@@ -93,9 +106,8 @@ impl Replay {
 
     /// The tree head of the first `size` entries (at most [`Replay::size`]).
     pub fn tree_head_at(&self, size: u64) -> TreeHead {
-        let root = tlog::tree_hash(size.min(self.size), self).unwrap_or_else(|Missing(id)| {
-            unreachable!("replay holds every stored hash, not {id:?}")
-        });
+        let root = tlog::tree_hash(size.min(self.size), self)
+            .unwrap_or_else(|e| unreachable!("replay holds every stored hash: {e}"));
         TreeHead {
             size: size.min(self.size),
             root,
@@ -109,6 +121,41 @@ impl Replay {
             .unwrap_or_else(|e| unreachable!("replay maps each key once: {e}"));
         self.nodes.extend(update.nodes);
         update.root
+    }
+
+    /// A map proof for `key` after the entries so far.
+    pub fn map_proof(&mut self, key: &MapKey) -> map::MapProof {
+        self.map_root();
+        map::prove(&Nodes(&self.nodes), key)
+            .unwrap_or_else(|e| unreachable!("replay map is whole: {e}"))
+    }
+
+    /// The inclusion proof of entry `index` in the tree of the first `size` entries.
+    pub fn inclusion_proof(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<tlog::InclusionProof, ReplayError> {
+        if size > self.size {
+            return Err(tlog::ProofError::IndexOutOfRange {
+                index: size,
+                size: self.size,
+            }
+            .into());
+        }
+        tlog::InclusionProof::generate(index, size, self)
+    }
+
+    /// The prefix path from `k` to `n` (see [`tlog::prefix_path`]).
+    pub fn prefix_path(&self, k: u64, n: u64) -> Result<Vec<Hash>, ReplayError> {
+        if n > self.size {
+            return Err(tlog::ProofError::OldLargerThanNew {
+                old: n,
+                new: self.size,
+            }
+            .into());
+        }
+        tlog::prefix_path(k, n, self)
     }
 }
 

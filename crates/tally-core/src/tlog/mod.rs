@@ -12,10 +12,14 @@
 //! hash (the root, a proof element over the right edge) is a fold of `O(log n)` stored ones,
 //! so every root and proof costs one batched read of `O(log n)` hashes through [`HashReader`].
 
+mod compact;
+mod prefix;
 mod proof;
 #[cfg(test)]
 mod tests;
 
+pub use compact::CompactRange;
+pub use prefix::{prefix_path, prefix_root};
 pub use proof::{ConsistencyProof, InclusionProof, ProofError};
 
 use crate::hash::Hash;
@@ -76,6 +80,11 @@ impl<R: HashReader + ?Sized> HashReader for &R {
     fn read_hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>, Self::Error> {
         (**self).read_hashes(ids)
     }
+}
+
+/// The complete subtrees a tree of `size` leaves is made of, left to right: its peaks.
+pub fn peak_ids(size: u64) -> Vec<NodeId> {
+    subtrees(0, size).collect()
 }
 
 /// The leaves `[lo, hi)` as maximal complete subtrees, left to right.

@@ -197,46 +197,54 @@ impl ConsistencyProof {
                 Err(ProofError::RootMismatch { size: n })
             };
         }
-        // RFC 9162 §2.1.4.2.
-        let mut path = self.hashes.as_slice();
-        let seed;
-        if m.is_power_of_two() {
-            seed = old.root;
+        // RFC 9162 §2.1.4.2. A power-of-two old tree is a node of the new one, so its root
+        // starts the walk; otherwise the proof's first hash does.
+        let (seed, path) = if m.is_power_of_two() {
+            (old.root, self.hashes.as_slice())
         } else {
-            seed = path[0];
-            path = &path[1..];
-        }
-        let (mut f, mut s) = (m - 1, n - 1);
-        while f & 1 == 1 {
-            f >>= 1;
-            s >>= 1;
-        }
-        let (mut fr, mut sr) = (seed, seed);
-        for c in path {
-            if s == 0 {
-                return Err(ProofError::RootMismatch { size: n });
-            }
-            if f & 1 == 1 || f == s {
-                fr = node_hash(c, &fr);
-                sr = node_hash(c, &sr);
-                while f & 1 == 0 && f != 0 {
-                    f >>= 1;
-                    s >>= 1;
-                }
-            } else {
-                sr = node_hash(&sr, c);
-            }
-            f >>= 1;
-            s >>= 1;
-        }
+            (self.hashes[0], &self.hashes[1..])
+        };
+        let (fr, sr) = walk(m, n, seed, path)?;
         if fr != old.root {
             return Err(ProofError::RootMismatch { size: m });
         }
-        if s != 0 || sr != new.root {
+        if sr != new.root {
             return Err(ProofError::RootMismatch { size: n });
         }
         Ok(())
     }
+}
+
+/// The RFC 9162 §2.1.4.2 walk for `0 < m < n`: from `seed` along `path`, the roots of the
+/// trees of `m` and of `n` leaves that the path implies.
+pub(super) fn walk(m: u64, n: u64, seed: Hash, path: &[Hash]) -> Result<(Hash, Hash), ProofError> {
+    let (mut f, mut s) = (m - 1, n - 1);
+    while f & 1 == 1 {
+        f >>= 1;
+        s >>= 1;
+    }
+    let (mut fr, mut sr) = (seed, seed);
+    for c in path {
+        if s == 0 {
+            return Err(ProofError::RootMismatch { size: n });
+        }
+        if f & 1 == 1 || f == s {
+            fr = node_hash(c, &fr);
+            sr = node_hash(c, &sr);
+            while f & 1 == 0 && f != 0 {
+                f >>= 1;
+                s >>= 1;
+            }
+        } else {
+            sr = node_hash(&sr, c);
+        }
+        f >>= 1;
+        s >>= 1;
+    }
+    if s != 0 {
+        return Err(ProofError::RootMismatch { size: n });
+    }
+    Ok((fr, sr))
 }
 
 /// The number of hashes in an inclusion proof for `index < size`.
@@ -247,7 +255,7 @@ fn inclusion_len(index: u64, size: u64) -> usize {
 }
 
 /// The number of hashes in a consistency proof from `old` to `new`, `old ≤ new`.
-fn consistency_len(old: u64, new: u64) -> usize {
+pub(super) fn consistency_len(old: u64, new: u64) -> usize {
     if old == 0 || old == new {
         return 0;
     }

@@ -445,3 +445,67 @@ proptest! {
         prop_assert_eq!(log.head(leaves.len() as u64).root, reference_root(&leaves));
     }
 }
+
+#[test]
+fn compact_ranges_match_stored_trees() {
+    let log = MemoryLog::with_leaves(300);
+    let mut c = CompactRange::new();
+    for i in 0..300u64 {
+        assert_eq!(c.root(), log.head(i).root, "size {i}");
+        c.append(leaf_hash(format!("leaf-{i}").as_bytes()));
+    }
+    assert_eq!(c.root(), log.head(300).root);
+    let peaks = log.read_hashes(&peak_ids(300)).unwrap();
+    assert_eq!(c.peaks(), &peaks[..]);
+    assert_eq!(CompactRange::from_peaks(300, peaks.clone()), Some(c));
+    assert_eq!(CompactRange::from_peaks(301, peaks), None);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn prefix_paths_prove_prefix_roots(n in 1u64..700, k in any::<u64>(), bit in any::<usize>()) {
+        let k = k % (n + 1);
+        let log = MemoryLog::with_leaves(n);
+        let head = log.head(n);
+        let path = prefix_path(k, n, &log).unwrap();
+        prop_assert_eq!(prefix_root(k, &head, &path), Ok(log.head(k).root));
+        // Damage any hash: the path no longer reaches the root, or implies another prefix.
+        for i in 0..path.len() {
+            let mut bad = path.clone();
+            flip(&mut bad[i], bit);
+            prop_assert_ne!(prefix_root(k, &head, &bad), Ok(log.head(k).root));
+        }
+        // A different tree of the same size does not accept the path.
+        if k > 0 && k < n {
+            let other = MemoryLog::with_leaves(n + 1).head(n + 1);
+            prop_assert!(prefix_root(k, &other, &path).is_err());
+        }
+    }
+}
+
+#[test]
+fn forks_show_as_different_prefix_roots() {
+    // Two trees sharing 5 leaves, then diverging: at k = 7 their prefix roots differ, and
+    // each path binds to its own root.
+    let mut a = MemoryLog::default();
+    let mut b = MemoryLog::default();
+    for i in 0..12 {
+        a.append(format!("leaf-{i}").as_bytes());
+        b.append(
+            if i < 5 {
+                format!("leaf-{i}")
+            } else {
+                format!("other-{i}")
+            }
+            .as_bytes(),
+        );
+    }
+    let (ha, hb) = (a.head(12), b.head(10));
+    for k in [3u64, 5, 7, 8, 10] {
+        let ra = prefix_root(k, &ha, &prefix_path(k, 12, &a).unwrap()).unwrap();
+        let rb = prefix_root(k, &hb, &prefix_path(k, 10, &b).unwrap()).unwrap();
+        assert_eq!(ra == rb, k <= 5, "k = {k}");
+    }
+}
