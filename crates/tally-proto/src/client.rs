@@ -97,6 +97,16 @@ impl Interceptor for BearerToken {
 /// A client of the `tally.v1.Log` service.
 pub type Client = LogClient<InterceptedService<Channel, BearerToken>>;
 
+/// A client of the `tally.v1.Aggregator` service.
+pub type AggregatorClient = crate::v1::aggregator_client::AggregatorClient<Channel>;
+
+/// Connects to an aggregator.
+pub async fn connect_aggregator(address: &Address) -> Result<AggregatorClient, ClientError> {
+    Ok(AggregatorClient::new(channel(address).await?)
+        .max_decoding_message_size(256 << 20)
+        .max_encoding_message_size(64 << 20))
+}
+
 /// Connects to a log daemon.
 pub async fn connect(address: &Address, token: BearerToken) -> Result<Client, ClientError> {
     let channel = channel(address).await?;

@@ -2,8 +2,9 @@
 //!
 //! Wire to core is fallible (`TryFrom`): a peer may send hashes of the wrong length.
 
-use tally_core::Hash;
 use tally_core::answer::{AnswerEntry, LogAnswer};
+use tally_core::policy::{Candidate, Verdict};
+use tally_core::{Hash, KeyName, StorePath};
 use tally_core::map::{MapKey, MapProof, MapValue, Terminal};
 use tally_core::tlog::{ConsistencyProof, InclusionProof};
 
@@ -27,6 +28,9 @@ pub enum WireError {
     /// A text field is not UTF-8.
     #[error("{0} is not UTF-8")]
     NotUtf8(&'static str),
+    /// A field does not parse.
+    #[error("{0} is invalid")]
+    Invalid(&'static str),
 }
 
 fn hash(field: &'static str, bytes: &[u8]) -> Result<Hash, WireError> {
@@ -148,5 +152,88 @@ impl TryFrom<&v1::LookupResponse> for LogAnswer {
                 .map(TryInto::try_into)
                 .transpose()?,
         })
+    }
+}
+
+impl From<&Candidate> for v1::Candidate {
+    fn from(c: &Candidate) -> Self {
+        v1::Candidate {
+            nar_hash: c.nar_hash.to_string(),
+            nar_size: c.nar_size,
+            references: c.references.iter().map(|r| r.basename()).collect(),
+            origins: c.origins.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+impl TryFrom<&v1::Candidate> for Candidate {
+    type Error = WireError;
+    fn try_from(c: &v1::Candidate) -> Result<Self, WireError> {
+        Ok(Candidate {
+            nar_hash: c
+                .nar_hash
+                .parse()
+                .map_err(|_| WireError::Invalid("candidate nar_hash"))?,
+            nar_size: c.nar_size,
+            references: c
+                .references
+                .iter()
+                .map(|r| StorePath::parse_lenient(r).map_err(|_| WireError::Invalid("candidate reference")))
+                .collect::<Result<_, _>>()?,
+            origins: c
+                .origins
+                .iter()
+                .map(|o| KeyName::new(o).map_err(|_| WireError::Invalid("candidate origin")))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+/// Fills a [`v1::PathVerdict`]'s verdict fields.
+pub fn set_verdict(out: &mut v1::PathVerdict, verdict: &Verdict) {
+    match verdict {
+        Verdict::Trusted { agreed, dissent } => {
+            out.set_status(v1::Status::Trusted);
+            out.agreed = Some(agreed.into());
+            out.candidates = dissent.iter().map(Into::into).collect();
+        }
+        Verdict::Disputed { candidates } => {
+            out.set_status(v1::Status::Disputed);
+            out.candidates = candidates.iter().map(Into::into).collect();
+        }
+        Verdict::Unknown { reason } => {
+            out.set_status(v1::Status::Unknown);
+            out.reason = reason.clone();
+        }
+    }
+}
+
+/// The verdict a [`v1::PathVerdict`] carries.
+pub fn verdict(v: &v1::PathVerdict) -> Result<Verdict, WireError> {
+    let candidates = || v.candidates.iter().map(TryInto::try_into).collect::<Result<Vec<_>, _>>();
+    match v.status() {
+        v1::Status::Trusted => Ok(Verdict::Trusted {
+            agreed: v.agreed.as_ref().ok_or(WireError::Missing("agreed"))?.try_into()?,
+            dissent: candidates()?,
+        }),
+        v1::Status::Disputed => Ok(Verdict::Disputed { candidates: candidates()? }),
+        v1::Status::Unknown => Ok(Verdict::Unknown { reason: v.reason.clone() }),
+        v1::Status::Unspecified => Err(WireError::Missing("status")),
+    }
+}
+
+impl From<&LogAnswer> for v1::LookupResponse {
+    fn from(a: &LogAnswer) -> Self {
+        v1::LookupResponse {
+            checkpoint: Some(v1::Checkpoint {
+                note: a.checkpoint.as_bytes().to_vec(),
+            }),
+            map_proof: Some(a.map_proof.clone().into()),
+            entry: a.entry.as_ref().map(|e| v1::Entry {
+                index: e.index,
+                data: e.data.clone(),
+            }),
+            inclusion_proof: a.inclusion_proof.clone().map(Into::into),
+        }
     }
 }

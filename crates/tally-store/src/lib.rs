@@ -3,6 +3,8 @@
 //! This crate owns everything Tally keeps on the local disk:
 //! - [`LogStore`]: an attester log (entries, Merkle hashes, map nodes, the latest signed
 //!   checkpoint) in one redb file, appended in atomic, durable batches;
+//! - [`MirrorStore`]: an aggregator's mirrors of the logs it follows, the evidence it found,
+//!   and its witness's cosigned checkpoints;
 //! - [`Spool`]: attestations the post-build hook could not deliver yet;
 //! - secret files: signing keys and tokens ([`read_secret`], [`read_signing_key`],
 //!   [`write_signing_key`]).
@@ -24,14 +26,17 @@ mod entry_pages;
 mod error;
 mod hash_chunks;
 mod key_file;
+mod log_state;
 mod log_store;
 mod log_tables;
 mod map_nodes;
 mod map_top;
+mod mirror_store;
 mod spool;
 
 pub use error::StoreError;
 pub use key_file::{generate_signing_key, read_secret, read_signing_key, write_signing_key};
 pub use log_store::{BatchResult, DEFAULT_CACHE_BYTES, LogStore, StoredCheckpoint};
 pub use log_tables::{Conflict, LogReader, Outcome};
+pub use mirror_store::{Appended, EvidenceRecord, Expect, MirrorState, MirrorStore};
 pub use spool::{Spool, SpoolFile};

@@ -12,17 +12,19 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Mutex;
 
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadableTable};
 use tally_core::map::{MapKey, MapValue};
 use tally_core::{Attestation, Checkpoint, Hash, Note, SignedCheckpoint, SigningKey};
 
 use crate::StoreError;
 use crate::log_tables::{Conflict, LogReader, Outcome, TableNames, WriteTables};
+use crate::log_state::{LogState, poisoned};
 use crate::map_top::MapTop;
 
-const CHECKPOINT: &str = "checkpoint";
+/// The meta key of a log's latest checkpoint (a mirror's verified one).
+pub(crate) const CHECKPOINT: &str = "checkpoint";
 
 /// The page cache a store gets unless told otherwise: 128 MiB.
 pub const DEFAULT_CACHE_BYTES: usize = 128 << 20;
@@ -66,11 +68,9 @@ pub struct BatchResult {
 /// An attester log in a redb file.
 pub struct LogStore {
     db: Database,
-    names: TableNames,
-    /// The map's top, as of the latest commit. Replaced only under `writer`.
-    top: RwLock<Arc<MapTop>>,
+    log: LogState,
     /// Held by the one batch in progress, from its transaction's start until its commit is
-    /// reflected in `top`.
+    /// reflected in the log's map top.
     writer: Mutex<()>,
 }
 
@@ -90,17 +90,10 @@ impl LogStore {
         let db = redb::Builder::new()
             .set_cache_size(cache_bytes)
             .create(path)?;
-        let names = TableNames::new("log");
-        let txn = db.begin_write()?;
-        names.create(&txn)?;
-        txn.commit()?;
-        let txn = db.begin_read()?;
-        let size = latest(&txn.open_table(names.meta())?)?.map_or(0, |c| c.checkpoint.tree.size);
-        let top = MapTop::load(&txn.open_table(names.map())?, size)?;
+        let log = LogState::open(&db, TableNames::new("log"))?;
         Ok(LogStore {
             db,
-            names,
-            top: RwLock::new(Arc::new(top)),
+            log,
             writer: Mutex::new(()),
         })
     }
@@ -118,10 +111,10 @@ impl LogStore {
         groups: &[&[Attestation]],
     ) -> Result<BatchResult, StoreError> {
         let _writer = self.writer.lock().map_err(|_| poisoned())?;
-        let top = Arc::clone(&*self.top.read().map_err(|_| poisoned())?);
+        let top = self.log.top()?;
         let txn = self.db.begin_write()?;
         let (result, top_nodes) = {
-            let mut tables = WriteTables::open(&txn, &self.names)?;
+            let mut tables = WriteTables::open(&txn, &self.log.names)?;
             let latest = latest(&tables.meta)?;
             if let Some(other) = latest
                 .as_ref()
@@ -175,36 +168,15 @@ impl LogStore {
         };
         txn.commit()?;
         let size = result.checkpoint.checkpoint.tree.size;
-        // Without another reference, make_mut updates the top in place rather than copying.
         drop(top);
-        let mut guard = self.top.write().map_err(|_| poisoned())?;
-        Arc::make_mut(&mut guard).apply(size, top_nodes);
+        self.log.apply(size, top_nodes)?;
         Ok(result)
     }
 
     /// A consistent view of the log as of the latest commit.
     pub fn read(&self) -> Result<LogReader, StoreError> {
-        // The in-memory map top is replaced just after each commit: take a snapshot and a
-        // top of the same size, retrying across that short window.
-        for _ in 0..100_000 {
-            let top = Arc::clone(&*self.top.read().map_err(|_| poisoned())?);
-            let txn = self.db.begin_read()?;
-            let size =
-                latest(&txn.open_table(self.names.meta())?)?.map_or(0, |c| c.checkpoint.tree.size);
-            if size == top.size() {
-                return Ok(LogReader::new(txn, self.names.clone(), top));
-            }
-            std::thread::yield_now();
-        }
-        Err(StoreError::corrupt(
-            "map top",
-            "does not catch up with the latest commit",
-        ))
+        self.log.read(&self.db)
     }
-}
-
-fn poisoned() -> StoreError {
-    StoreError::corrupt("store lock", "a writer panicked")
 }
 
 /// The latest checkpoint in a meta table.

@@ -174,6 +174,7 @@ impl<'txn> WriteTables<'txn> {
         drop(stored);
         hash_chunks::write(&mut self.hashes, &new)?;
 
+        crate::log_state::store_size(&mut self.meta, new_size)?;
         let update = map::insert(
             &LayeredMap {
                 top,
@@ -280,6 +281,12 @@ impl LogReader {
     ) -> Result<tlog::ConsistencyProof, StoreError> {
         self.check_range(0, new)?;
         tlog::ConsistencyProof::generate(old, new, &StoredHashes::new(&self.hash_table()?))
+    }
+
+    /// The prefix path from `k` to `n` entries (see [`tlog::prefix_path`]).
+    pub fn prefix_path(&self, k: u64, n: u64) -> Result<Vec<Hash>, StoreError> {
+        self.check_range(0, n)?;
+        tlog::prefix_path(k, n, &StoredHashes::new(&self.hash_table()?))
     }
 
     /// The map's value for `key`.

@@ -96,7 +96,7 @@ fn load(args: &ServeArgs) -> anyhow::Result<tally_log::Config> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = load(&args)?;
-    runtime::init_tracing();
+    runtime::init_tracing("info");
     runtime::block_on(async {
         let shutdown = runtime::shutdown_on_signal();
         tally_log::serve(config, shutdown).await

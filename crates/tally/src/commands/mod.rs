@@ -1,11 +1,15 @@
 //! The command line: one module per subcommand.
 
+mod aggregate;
 mod bench;
 mod completions;
+mod demo;
+mod evidence;
 mod hook;
 mod key;
 mod keygen;
 mod log;
+mod query;
 mod submit;
 
 use std::process::ExitCode;
@@ -37,7 +41,14 @@ enum Command {
     Submit(submit::Args),
     Hook(hook::Args),
     #[command(subcommand)]
+    Aggregate(aggregate::Command),
+    Query(query::QueryArgs),
+    Check(query::CheckArgs),
+    Evidence(evidence::EvidenceArgs),
+    Verify(evidence::VerifyArgs),
+    #[command(subcommand)]
     Bench(bench::Command),
+    Demo(demo::Args),
     Completions(completions::Args),
 }
 
@@ -50,7 +61,13 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Log(cmd) => log::run(cmd, json),
         Command::Submit(args) => submit::run(args, json),
         Command::Hook(args) => hook::run(args, json),
+        Command::Aggregate(cmd) => aggregate::run(cmd, json),
+        Command::Query(args) => query::query(args, json),
+        Command::Check(args) => query::check(args, json),
+        Command::Evidence(args) => evidence::evidence(args, json),
+        Command::Verify(args) => evidence::verify(args, json),
         Command::Bench(cmd) => bench::run(cmd, json),
+        Command::Demo(args) => demo::run(args, json),
         Command::Completions(args) => completions::run(args),
     }
 }

@@ -1,0 +1,86 @@
+//! A followed log's answers, from its mirror: the votes queries count and the proofs that
+//! back them.
+
+use tally_core::answer::{AnswerEntry, LogAnswer};
+use tally_core::map::{MapAnswer, MapKey};
+use tally_core::{Attestation, KeyName, StorePathHash};
+use tally_store::{LogReader, MirrorStore, StoreError, StoredCheckpoint};
+
+/// A snapshot of one mirror.
+pub(crate) struct MirrorView {
+    pub(crate) origin: KeyName,
+    pub(crate) reader: LogReader,
+    pub(crate) verified: Option<StoredCheckpoint>,
+}
+
+impl MirrorView {
+    pub(crate) fn open(store: &MirrorStore, origin: &KeyName) -> Result<MirrorView, StoreError> {
+        let reader = store.read(origin)?;
+        let verified = reader.checkpoint()?;
+        Ok(MirrorView {
+            origin: origin.clone(),
+            reader,
+            verified,
+        })
+    }
+
+    /// The checkpoint answers are proven against, if the mirror stands exactly at it (not
+    /// in the middle of a sync).
+    pub(crate) fn answering(&self) -> Option<&StoredCheckpoint> {
+        self.verified
+            .as_ref()
+            .filter(|c| c.checkpoint.tree.size == self.reader.size())
+    }
+
+    /// The log's attestation of a path: its index and the attestation.
+    pub(crate) fn lookup(&self, path: &StorePathHash) -> Result<Option<(u64, Attestation)>, StoreError> {
+        let Some(value) = self.reader.lookup(&MapKey::for_path(path))? else {
+            return Ok(None);
+        };
+        let i = value.leaf_index;
+        let entry = self.entry(i)?;
+        let a = Attestation::decode(&entry).map_err(|e| StoreError::Corrupt {
+            what: "mirrored entry",
+            detail: format!("{} entry {i}: {e}", self.origin),
+        })?;
+        Ok(Some((i, a)))
+    }
+
+    pub(crate) fn entry(&self, index: u64) -> Result<Vec<u8>, StoreError> {
+        let mut e = self.reader.entries(index, index + 1)?;
+        e.pop().ok_or(StoreError::OutOfRange {
+            start: index,
+            end: index + 1,
+            size: self.reader.size(),
+        })
+    }
+
+    /// The log's answer about a path, with proofs against the verified checkpoint.
+    pub(crate) fn answer(&self, path: &StorePathHash) -> Result<Option<LogAnswer>, StoreError> {
+        let Some(checkpoint) = self.answering() else {
+            return Ok(None);
+        };
+        let key = MapKey::for_path(path);
+        let map_proof = self.reader.map_proof(&key)?;
+        let (entry, inclusion_proof) = match map_proof.verify(&key, &checkpoint.checkpoint.map_root) {
+            Ok(MapAnswer::Present(v)) => {
+                let i = v.leaf_index;
+                let proof = self.reader.inclusion_proof(i, checkpoint.checkpoint.tree.size)?;
+                (Some(AnswerEntry { index: i, data: self.entry(i)? }), Some(proof))
+            }
+            Ok(MapAnswer::Absent) => (None, None),
+            Err(e) => {
+                return Err(StoreError::Corrupt {
+                    what: "mirrored map",
+                    detail: format!("{}: own proof does not verify: {e}", self.origin),
+                });
+            }
+        };
+        Ok(Some(LogAnswer {
+            checkpoint: String::from_utf8_lossy(&checkpoint.note).into_owned(),
+            map_proof,
+            entry,
+            inclusion_proof,
+        }))
+    }
+}

@@ -1,0 +1,129 @@
+//! The aggregator's configuration. `examples/aggregator.toml` documents every option.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tally_core::policy::Policy;
+use tally_core::{KeyName, VerifyingKey};
+use tally_proto::client::Address;
+
+use crate::AggregatorError;
+
+/// `tally aggregate serve --config PATH`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The logs to follow.
+    pub logs: Vec<LogConfig>,
+    /// Where the aggregator's database lives.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Address for gRPC and HTTP (metrics, health, witness, evidence).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Seconds between polls of each log.
+    #[serde(default = "default_poll_interval_secs")]
+    pub poll_interval_secs: u64,
+    /// The policy queries use unless they name one.
+    #[serde(default)]
+    pub policy: Policy,
+    /// The witness's signing key (Nix format, mode 0600). Unset: no witness.
+    #[serde(default)]
+    pub witness_key_file: Option<PathBuf>,
+    /// The database's page cache, in MiB.
+    #[serde(default = "default_cache_mb")]
+    pub cache_mb: usize,
+    /// Entries fetched and committed per chunk while syncing.
+    #[serde(default = "default_sync_chunk")]
+    pub sync_chunk: u64,
+}
+
+/// One followed log.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Its origin.
+    pub origin: KeyName,
+    /// Its public key: a note verifier key or a Nix public key, named after the origin.
+    pub vkey: VerifyingKey,
+    /// Where to reach it: http://host:port or unix:/path, tried in order. All must serve
+    /// the same log; different views are a fork.
+    pub urls: Vec<String>,
+    /// A display name.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+fn default_data_dir() -> PathBuf {
+    "/var/lib/tally/aggregator".into()
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7421))
+}
+fn default_poll_interval_secs() -> u64 {
+    10
+}
+fn default_cache_mb() -> usize {
+    256
+}
+fn default_sync_chunk() -> u64 {
+    20_000
+}
+
+impl Config {
+    /// Checks values that parse but cannot work, naming the option.
+    pub fn validate(&self) -> Result<(), AggregatorError> {
+        let bad = |option: String, problem: String| Err(AggregatorError::Config { option, problem });
+        if self.logs.is_empty() {
+            return bad("logs".into(), "no logs to follow: add [[logs]] entries".into());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, log) in self.logs.iter().enumerate() {
+            let at = |field: &str| format!("logs[{i}].{field}");
+            if !seen.insert(&log.origin) {
+                return bad(at("origin"), format!("{} is listed twice", log.origin));
+            }
+            if log.vkey.name() != &log.origin {
+                return bad(at("vkey"), format!("is the key of {}, not of {}", log.vkey.name(), log.origin));
+            }
+            if log.urls.is_empty() {
+                return bad(at("urls"), "needs at least one URL".into());
+            }
+            for url in &log.urls {
+                if let Err(e) = url.parse::<Address>() {
+                    return bad(at("urls"), e.to_string());
+                }
+            }
+        }
+        if let Err(e) = self.policy.check(&self.origins()) {
+            return bad("policy".into(), e.to_string());
+        }
+        if self.poll_interval_secs == 0 {
+            return bad("poll_interval_secs".into(), "must be at least 1".into());
+        }
+        if !(1000..=1_000_000).contains(&self.sync_chunk) {
+            return bad("sync_chunk".into(), format!("{} is not between 1000 and 1000000", self.sync_chunk));
+        }
+        if !(8..=1 << 20).contains(&self.cache_mb) {
+            return bad("cache_mb".into(), format!("{} is not between 8 and 1048576", self.cache_mb));
+        }
+        Ok(())
+    }
+
+    /// The followed origins, in configuration order.
+    pub fn origins(&self) -> Vec<KeyName> {
+        self.logs.iter().map(|l| l.origin.clone()).collect()
+    }
+
+    /// The poll interval.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_secs(self.poll_interval_secs)
+    }
+
+    /// The database file.
+    pub fn database(&self) -> PathBuf {
+        self.data_dir.join("aggregator.redb")
+    }
+}

@@ -1,0 +1,65 @@
+//! Storing evidence: every bundle is verified with the logs' keys before it is kept, so the
+//! aggregator never publishes a claim it cannot prove; logs proven to fork or serve bad data
+//! are excluded from voting.
+
+use std::sync::Arc;
+
+use tally_core::VerifyingKey;
+use tally_core::evidence::{Bundle, BundleFile};
+use tally_store::MirrorStore;
+
+use crate::metrics::{KindLabel, Metrics};
+use crate::status::Statuses;
+
+/// Kinds of evidence after which a log's votes stop counting.
+pub(crate) const EXCLUDING: [&str; 3] = ["fork", "bad_entries", "bad_map_root"];
+
+/// Where evidence goes.
+pub(crate) struct EvidenceSink {
+    pub(crate) store: Arc<MirrorStore>,
+    pub(crate) statuses: Arc<Statuses>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) keys: Vec<VerifyingKey>,
+}
+
+impl EvidenceSink {
+    /// Verifies and stores a bundle once per `dedupe` key. Returns its id, or `None` if it
+    /// does not verify (then it is logged and dropped).
+    pub(crate) fn record(&self, dedupe: &str, bundle: Bundle) -> Option<u64> {
+        let file = BundleFile::new(bundle);
+        let proven = match file.verify(&self.keys) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!("not keeping {} evidence that does not verify: {e}", file.bundle.kind());
+                return None;
+            }
+        };
+        let kind = file.bundle.kind();
+        let origins: Vec<String> = file.bundle.origins().iter().map(ToString::to_string).collect();
+        let json = match serde_json::to_string_pretty(&file) {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::error!("encoding evidence: {e}");
+                return None;
+            }
+        };
+        let (id, new) = match self.store.add_evidence(dedupe, kind, origins.clone(), proven.claim.clone(), json) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("storing evidence: {e}");
+                return None;
+            }
+        };
+        if new {
+            tracing::warn!(id, kind, "evidence: {}", proven.claim);
+            let origin = if origins.len() == 1 { origins[0].clone() } else { String::new() };
+            self.metrics.evidence.get_or_create(&KindLabel { origin, kind: kind.into() }).inc();
+        }
+        if EXCLUDING.contains(&kind) {
+            for m in &proven.misbehaving {
+                self.statuses.exclude(m, format!("{kind} evidence #{id}: {}", proven.claim));
+            }
+        }
+        Some(id)
+    }
+}

@@ -1,0 +1,431 @@
+//! Following one log: poll, check, mirror, verify, and keep evidence.
+//!
+//! Each round, for every URL of the log:
+//! 1. fetch the checkpoint and verify the log's signature;
+//! 2. check it against the mirror: a checkpoint at or below the verified size must have the
+//!    mirror's root there; a larger one must prove (with the log's consistency proof) that
+//!    its first `v` entries are the verified tree's. Anything else is a fork, kept as
+//!    evidence;
+//! 3. fetch the new entries in chunks, each committed only if it leads to the root the
+//!    checkpoint proves for its end, with the map replayed alongside;
+//! 4. at the checkpoint's size, compare the replayed map root with the signed one;
+//! 5. turn contradictions found on the way into evidence, look for disagreements with the
+//!    other logs, and cosign the checkpoint as a witness.
+//!
+//! A log that is down, slow or serving unverifiable data is retried with backoff; one
+//! proven to fork or serve bad data is excluded and no longer followed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tally_core::backoff::Backoff;
+use tally_core::evidence::{BadEntries, BadMapRoot, Bundle, Contradiction, Disagreement, Fork, OriginAnswer, ProvenEntry};
+use tally_core::tlog::{self, NodeId};
+use tally_core::{Attestation, Hash, KeyName};
+use tally_store::{Appended, Expect, MirrorState, MirrorStore, StoreError, StoredCheckpoint};
+use tokio_util::sync::CancellationToken;
+
+use crate::answers::MirrorView;
+use crate::config::LogConfig;
+use crate::evidence::EvidenceSink;
+use crate::metrics::{LogLabel, Metrics};
+use crate::progress::SyncProgress;
+use crate::remote::Remote;
+use crate::status::{State, Statuses};
+use crate::witness::Witness;
+
+/// Why a round stopped.
+#[derive(Debug)]
+enum Stop {
+    /// Try again later.
+    Retry(String),
+    /// The log is proven to misbehave.
+    Excluded,
+}
+
+impl From<StoreError> for Stop {
+    fn from(e: StoreError) -> Self {
+        Stop::Retry(format!("database: {e}"))
+    }
+}
+
+/// Everything a follower needs.
+pub(crate) struct Follower {
+    pub(crate) log: LogConfig,
+    pub(crate) others: Vec<KeyName>,
+    pub(crate) store: Arc<MirrorStore>,
+    pub(crate) statuses: Arc<Statuses>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) evidence: Arc<EvidenceSink>,
+    pub(crate) witness: Option<Arc<Witness>>,
+    pub(crate) progress: Arc<dyn SyncProgress>,
+    pub(crate) poll: Duration,
+    pub(crate) chunk: u64,
+    pub(crate) remotes: Vec<Option<Remote>>,
+}
+
+/// Runs a blocking store call off the async threads.
+async fn blocking<T: Send + 'static>(
+    store: &Arc<MirrorStore>,
+    f: impl FnOnce(&MirrorStore) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| StoreError::Corrupt { what: "task", detail: e.to_string() })?
+}
+
+fn random() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = getrandom::getrandom(&mut b);
+    u64::from_le_bytes(b)
+}
+
+impl Follower {
+    fn origin(&self) -> &KeyName {
+        &self.log.origin
+    }
+
+    /// Polls until `shutdown`.
+    pub(crate) async fn run(mut self, shutdown: CancellationToken) {
+        let backoff = Backoff {
+            base: self.poll,
+            max: self.poll.max(Duration::from_secs(60)),
+            retries: u32::MAX,
+        };
+        let mut failures = 0u32;
+        loop {
+            let excluded = self.statuses.get(self.origin()).is_some_and(|s| s.state == State::Excluded);
+            if !excluded {
+                match self.round().await {
+                    Ok(()) => failures = 0,
+                    Err(Stop::Excluded) => {}
+                    Err(Stop::Retry(e)) => {
+                        failures += 1;
+                        tracing::warn!(origin = %self.log.origin, "{e}");
+                        self.metrics.fail(self.origin().as_str(), "unavailable");
+                        self.statuses.unavailable(self.origin(), e);
+                        self.remotes.iter_mut().for_each(|r| *r = None);
+                    }
+                }
+            }
+            let delay = match failures {
+                0 => self.poll,
+                n => backoff.delay(n - 1, random()).unwrap_or(self.poll),
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    async fn remote(&mut self, i: usize) -> Result<&mut Remote, String> {
+        if self.remotes[i].is_none() {
+            self.remotes[i] = Some(Remote::connect(&self.log.urls[i]).await?);
+        }
+        self.remotes[i].as_mut().ok_or_else(|| "not connected".to_owned())
+    }
+
+    /// One round: check every URL's checkpoint, then sync to the largest.
+    async fn round(&mut self) -> Result<(), Stop> {
+        let origin = self.origin().clone();
+        let state = blocking(&self.store, {
+            let o = origin.clone();
+            move |s| s.state(&o)
+        })
+        .await?;
+        let mut views = Vec::new();
+        let mut errors = Vec::new();
+        for i in 0..self.log.urls.len() {
+            let key = self.log.vkey.clone();
+            let result = match self.remote(i).await {
+                Ok(r) => r.checkpoint(&key).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(c) => views.push((i, c)),
+                Err(e) => {
+                    errors.push(format!("{}: {e}", self.log.urls[i]));
+                    self.remotes[i] = None;
+                }
+            }
+        }
+        if views.is_empty() {
+            return Err(Stop::Retry(errors.join("; ")));
+        }
+        for (_, c) in &views {
+            self.statuses.seen(&origin, c.checkpoint.tree.size);
+        }
+        for (i, c) in &views {
+            self.check(*i, c, &state).await?;
+        }
+        let verified = state.verified.as_ref().map_or(0, |v| v.checkpoint.tree.size);
+        // Finish a sync in progress first; otherwise head for the largest checkpoint seen.
+        let (url, target) = match &state.target {
+            Some(t) => {
+                let from = views.iter().find(|(_, c)| c.checkpoint.tree.size >= t.checkpoint.tree.size);
+                match from {
+                    Some((i, _)) => (*i, t.clone()),
+                    None => return Err(Stop::Retry(format!("no URL serves the tree of size {} any more", t.checkpoint.tree.size))),
+                }
+            }
+            None => {
+                let (i, c) = views
+                    .iter()
+                    .max_by_key(|(_, c)| c.checkpoint.tree.size)
+                    .ok_or_else(|| Stop::Retry("no checkpoint".into()))?;
+                (*i, c.clone())
+            }
+        };
+        let size = target.checkpoint.tree.size;
+        if size > state.size || (size == state.size && size > verified) {
+            self.sync(url, &target, &state).await?;
+        } else if size == verified {
+            self.statuses.verified(&origin);
+        }
+        self.metrics.log_size.get_or_create(&LogLabel { origin: origin.to_string() }).set(i64::try_from(size.max(verified)).unwrap_or(i64::MAX));
+        let latest = self.statuses.get(&origin).map_or(0, |s| s.latest_size);
+        self.metrics.log_lag.get_or_create(&LogLabel { origin: origin.to_string() }).set(i64::try_from(latest.saturating_sub(size.max(verified))).unwrap_or(0));
+        if !errors.is_empty() {
+            tracing::warn!(%origin, "some URLs failed: {}", errors.join("; "));
+        }
+        Ok(())
+    }
+
+    /// Checks a checkpoint against the verified mirror: a fork is recorded as evidence.
+    async fn check(&mut self, url: usize, c: &StoredCheckpoint, state: &MirrorState) -> Result<(), Stop> {
+        let Some(v) = &state.verified else { return Ok(()) };
+        let origin = self.origin().clone();
+        let (vsize, csize) = (v.checkpoint.tree.size, c.checkpoint.tree.size);
+        let view = self.view().await?;
+        if csize <= vsize {
+            let root = view.reader.tree_hash(csize)?;
+            if root != c.checkpoint.tree.root {
+                let path_b = view.reader.prefix_path(csize, vsize)?;
+                let bundle = Bundle::Fork(Fork { origin: origin.clone(), a: note(c), b: note(v), at: csize, path_a: Vec::new(), path_b });
+                return self.exclude(&format!("fork:{origin}:{}:{csize}", c.checkpoint.tree.root), bundle);
+            }
+            if csize == vsize && c.checkpoint.map_root != v.checkpoint.map_root {
+                let entries = view.reader.entries(0, csize)?;
+                let bundle = Bundle::BadMapRoot(BadMapRoot { origin: origin.clone(), checkpoint: note(c), entries });
+                return self.exclude(&format!("bad_map_root:{origin}:{csize}:{}", c.checkpoint.map_root), bundle);
+            }
+            return Ok(());
+        }
+        // A larger checkpoint must extend the verified tree: prove its first `vsize` entries.
+        let path_b = self.remote_prefix_path(url, &view, vsize, csize).await?;
+        let prefix = match tlog::prefix_root(vsize, &c.checkpoint.tree, &path_b) {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics.fail(origin.as_str(), "invalid_proof");
+                return Err(Stop::Retry(format!("{} served a consistency proof that does not verify: {e}", self.log.urls[url])));
+            }
+        };
+        if prefix != v.checkpoint.tree.root {
+            let bundle = Bundle::Fork(Fork { origin: origin.clone(), a: note(v), b: note(c), at: vsize, path_a: Vec::new(), path_b });
+            return self.exclude(&format!("fork:{origin}:{}:{vsize}", c.checkpoint.tree.root), bundle);
+        }
+        Ok(())
+    }
+
+    /// The log's prefix path from `k` to `n`: its consistency proof, with the mirror's root of
+    /// the first `k` entries in front when `k` is a power of two (the walk then checks it).
+    async fn remote_prefix_path(&mut self, url: usize, view: &MirrorView, k: u64, n: u64) -> Result<Vec<Hash>, Stop> {
+        if k == 0 || k == n {
+            return Ok(Vec::new());
+        }
+        let mut path = self.remote(url).await.map_err(Stop::Retry)?.consistency(k, n).await.map_err(Stop::Retry)?;
+        if k.is_power_of_two() {
+            let seed = view.reader.read_hashes(&[NodeId::new(k.trailing_zeros() as u8, 0)])?;
+            path.splice(0..0, seed);
+        }
+        Ok(path)
+    }
+
+    async fn view(&self) -> Result<MirrorView, Stop> {
+        let o = self.origin().clone();
+        Ok(blocking(&self.store, move |s| MirrorView::open(s, &o)).await?)
+    }
+
+    fn exclude(&self, dedupe: &str, bundle: Bundle) -> Result<(), Stop> {
+        self.metrics.fail(self.origin().as_str(), bundle.kind());
+        match self.evidence.record(dedupe, bundle) {
+            Some(_) => Err(Stop::Excluded),
+            None => Err(Stop::Retry("found an inconsistency but could not prove it".into())),
+        }
+    }
+
+    /// Mirrors entries up to `target`, chunk by chunk.
+    async fn sync(&mut self, url: usize, target: &StoredCheckpoint, state: &MirrorState) -> Result<(), Stop> {
+        let origin = self.origin().clone();
+        let total = target.checkpoint.tree.size;
+        if state.target.as_ref() != Some(target) {
+            let (o, t) = (origin.clone(), target.clone());
+            blocking(&self.store, move |s| s.set_target(&o, &t)).await?;
+        }
+        let first_new = state.verified.as_ref().map_or(0, |v| v.checkpoint.tree.size);
+        let mut start = state.size;
+        self.statuses.syncing(&origin, format!("synced {start} of {total}"));
+        self.progress.start(&origin, start, total);
+        let result = self.sync_chunks(url, target, &mut start).await;
+        self.progress.finish(&origin);
+        result?;
+        self.verified(target, first_new).await
+    }
+
+    async fn sync_chunks(&mut self, url: usize, target: &StoredCheckpoint, start: &mut u64) -> Result<(), Stop> {
+        let origin = self.origin().clone();
+        let total = target.checkpoint.tree.size;
+        if *start == total {
+            // The entries are all here (an earlier round stopped before verifying).
+            return self.append(url, target, *start, Vec::new(), total).await;
+        }
+        while *start < total {
+            let mut end = (*start + self.chunk).min(total);
+            // A chunk end inside the tree is proven by the log's consistency proof, which
+            // needs no extra hash when the end is not a power of two.
+            if end < total && end.is_power_of_two() {
+                end = if end - 1 > *start { end - 1 } else { end + 1 };
+            }
+            let entries = self.remote(url).await.map_err(Stop::Retry)?.entries(*start, end).await.map_err(Stop::Retry)?;
+            self.append(url, target, *start, entries, end).await?;
+            self.metrics.entries_synced.inc_by(end - *start);
+            *start = end;
+            self.progress.advance(&origin, end);
+            self.statuses.syncing(&origin, format!("synced {end} of {total}"));
+        }
+        Ok(())
+    }
+
+    /// Appends one chunk `[start, end)`, or records why it cannot be.
+    async fn append(&mut self, url: usize, target: &StoredCheckpoint, start: u64, entries: Vec<Vec<u8>>, end: u64) -> Result<(), Stop> {
+        let origin = self.origin().clone();
+        let total = target.checkpoint.tree.size;
+        let path_end = if end == total {
+            Vec::new()
+        } else {
+            self.remote(url).await.map_err(Stop::Retry)?.consistency(end, total).await.map_err(Stop::Retry)?
+        };
+        let root = match tlog::prefix_root(end, &target.checkpoint.tree, &path_end) {
+            Ok(r) => r,
+            Err(e) => return Err(Stop::Retry(format!("{} served a consistency proof that does not verify: {e}", self.log.urls[url]))),
+        };
+        let completes = end == total;
+        let outcome = {
+            let (o, t, e) = (origin.clone(), target.clone(), entries.clone());
+            blocking(&self.store, move |s| s.append(&o, &e, Expect { root, completes: completes.then_some(&t), durable: completes })).await?
+        };
+        match outcome {
+            Appended::Synced(_) | Appended::Verified(_) => Ok(()),
+            Appended::RootMismatch { computed } => {
+                let view = self.view().await?;
+                let peaks = view.reader.read_hashes(&tlog::peak_ids(start))?;
+                let path_start = self.remote_prefix_path(url, &view, start, total).await?;
+                let bundle = Bundle::BadEntries(BadEntries {
+                    origin: origin.clone(),
+                    checkpoint: note(target),
+                    start,
+                    peaks,
+                    path_start,
+                    entries,
+                    path_end,
+                });
+                tracing::warn!(%origin, "entries {start}..{end} lead to {} of size {}, not the signed tree", computed.root, computed.size);
+                self.exclude(&format!("bad_entries:{origin}:{}:{start}", target.checkpoint.tree.root), bundle)
+            }
+            Appended::MapMismatch { computed } => {
+                let view = self.view().await?;
+                let all = view.reader.entries(0, total)?;
+                tracing::warn!(%origin, "replayed map root {computed} differs from the signed {}", target.checkpoint.map_root);
+                let bundle = Bundle::BadMapRoot(BadMapRoot { origin: origin.clone(), checkpoint: note(target), entries: all });
+                self.exclude(&format!("bad_map_root:{origin}:{total}:{}", target.checkpoint.map_root), bundle)
+            }
+        }
+    }
+
+    /// After `target` is verified: contradictions, disagreements, the witness.
+    async fn verified(&mut self, target: &StoredCheckpoint, first_new: u64) -> Result<(), Stop> {
+        let origin = self.origin().clone();
+        self.statuses.verified(&origin);
+        let view = self.view().await?;
+        let size = target.checkpoint.tree.size;
+
+        let contradictions = {
+            let o = origin.clone();
+            blocking(&self.store, move |s| s.contradictions(&o)).await?
+        };
+        for (i, j) in &contradictions {
+            let proven = |k: u64| -> Result<ProvenEntry, StoreError> {
+                Ok(ProvenEntry { entry: view.entry(k)?, inclusion_proof: view.reader.inclusion_proof(k, size)? })
+            };
+            let bundle = Bundle::Contradiction(Contradiction { origin: origin.clone(), checkpoint: note(target), first: proven(*i)?, second: proven(*j)? });
+            self.metrics.fail(origin.as_str(), "contradiction");
+            self.evidence.record(&format!("contradiction:{origin}:{i}:{j}"), bundle);
+        }
+        if !contradictions.is_empty() {
+            let o = origin.clone();
+            blocking(&self.store, move |s| s.clear_contradictions(&o)).await?;
+        }
+
+        self.disagreements(&view, first_new, size).await?;
+        if let Some(w) = self.witness.clone() {
+            if let Some(bundle) = w.cosign_verified(&origin, target, &view).await? {
+                self.exclude(&format!("fork:{origin}:witness:{}", target.checkpoint.tree.root), bundle)?;
+            }
+            self.metrics.cosigned.inc();
+        }
+        Ok(())
+    }
+
+    /// Compares the paths attested in `[from, to)` with the other logs.
+    async fn disagreements(&self, view: &MirrorView, from: u64, to: u64) -> Result<(), Stop> {
+        let mut others = Vec::new();
+        for o in &self.others {
+            if self.statuses.get(o).is_some_and(|s| s.state == State::Excluded) {
+                continue;
+            }
+            let o = o.clone();
+            let other = blocking(&self.store, move |s| MirrorView::open(s, &o)).await?;
+            if other.answering().is_some() {
+                others.push(other);
+            }
+        }
+        if others.is_empty() || from >= to {
+            return Ok(());
+        }
+        let origin = self.origin().clone();
+        let mut at = from;
+        while at < to {
+            let end = (at + 10_000).min(to);
+            for entry in view.reader.entries(at, end)? {
+                let Ok(mine) = Attestation::decode(&entry) else { continue };
+                let path = mine.output_path().hash();
+                for other in &others {
+                    let Some((_, theirs)) = other.lookup(&path)? else { continue };
+                    if theirs.same_nar(&mine) {
+                        continue;
+                    }
+                    let (Some(a), Some(b)) = (view.answer(&path)?, other.answer(&path)?) else { continue };
+                    let mut names = [origin.to_string(), other.origin.to_string()];
+                    names.sort();
+                    let bundle = Bundle::Disagreement(Disagreement {
+                        path,
+                        answers: vec![
+                            OriginAnswer { origin: origin.clone(), answer: a },
+                            OriginAnswer { origin: other.origin.clone(), answer: b },
+                        ],
+                    });
+                    self.evidence.record(&format!("disagreement:{path}:{}:{}", names[0], names[1]), bundle);
+                }
+            }
+            at = end;
+        }
+        Ok(())
+    }
+}
+
+/// A stored checkpoint's signed note as text (notes are UTF-8 by construction).
+pub(crate) fn note(c: &StoredCheckpoint) -> String {
+    String::from_utf8_lossy(&c.note).into_owned()
+}

@@ -1,0 +1,33 @@
+//! The aggregator, `tally aggregate serve`.
+//!
+//! This crate owns following logs and checking everything they serve ([`follower`]), the
+//! evidence that follows from what does not check out, the n-of-m [`query`] engine, the
+//! [`witness`], and the gRPC and HTTP APIs. The mirror's storage is `tally-store`'s; the
+//! formats, proofs, policies and evidence verification are `tally-core`'s.
+//!
+//! It must never count a vote it cannot prove against a checkpoint the log signed, never
+//! keep evidence it cannot verify itself, and never stop serving because a log is down,
+//! slow or lying.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+mod answers;
+pub mod config;
+mod error;
+mod evidence;
+mod follower;
+pub mod http;
+pub mod metrics;
+pub mod progress;
+pub mod query;
+mod remote;
+mod server;
+pub mod service;
+pub mod status;
+pub mod witness;
+
+pub use config::Config;
+pub use error::AggregatorError;
+pub use progress::{LogLines, SyncProgress};
+pub use server::serve;

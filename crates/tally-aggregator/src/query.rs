@@ -1,0 +1,112 @@
+//! Answering queries: each followed log's vote on each path, and the policy's verdict.
+//!
+//! A log votes *present* or *absent* only from a mirror that stands exactly at a verified
+//! checkpoint, so every vote can carry a proof against a checkpoint the log signed; a log
+//! that is down still votes from its last verified checkpoint, and the vote says so. A log
+//! that is syncing, never reached, or excluded is *unavailable*, and never counts as support.
+
+use tally_core::policy::{Policy, Vote};
+use tally_core::{KeyName, StorePath, StorePathHash};
+use tally_proto::v1;
+use tally_store::{MirrorStore, StoreError};
+
+use crate::answers::MirrorView;
+use crate::status::{State, Statuses};
+
+/// The most paths one request may ask about.
+pub const MAX_PATHS: usize = 10_000;
+
+/// The hash part of a path as asked: a full output path or a bare hash part.
+pub fn path_hash(query: &str) -> Result<StorePathHash, String> {
+    let hash = if query.starts_with('/') {
+        StorePath::parse(query).map(|p| p.hash())
+    } else {
+        query.parse::<StorePathHash>()
+    };
+    hash.map_err(|e| format!("{query:?}: {e}"))
+}
+
+/// One log, as queries see it.
+enum Voter {
+    /// Answers from its mirror; the note says if the log itself is unreachable.
+    Ready(Box<MirrorView>, String),
+    Unavailable(String),
+}
+
+/// Answers `paths` under `policy`.
+pub(crate) fn answer(
+    store: &MirrorStore,
+    statuses: &Statuses,
+    origins: &[KeyName],
+    policy: &Policy,
+    paths: &[String],
+    proofs: bool,
+) -> Result<Vec<v1::PathVerdict>, QueryError> {
+    let hashes = paths.iter().map(|p| path_hash(p)).collect::<Result<Vec<_>, _>>().map_err(QueryError::Path)?;
+    let voters = origins
+        .iter()
+        .map(|o| {
+            let status = statuses.get(o);
+            if let Some(s) = status.as_ref().filter(|s| s.state == State::Excluded) {
+                return Ok(Voter::Unavailable(format!("excluded: {}", s.detail)));
+            }
+            let view = MirrorView::open(store, o)?;
+            Ok(match view.answering() {
+                Some(c) => {
+                    let note = match status {
+                        Some(s) if s.state == State::Unavailable => format!(
+                            "log unreachable ({}); answered from its last verified checkpoint, size {}",
+                            s.detail, c.checkpoint.tree.size
+                        ),
+                        _ => String::new(),
+                    };
+                    Voter::Ready(Box::new(view), note)
+                }
+                None => Voter::Unavailable(match status {
+                    Some(s) if s.state == State::Unavailable => format!("unreachable: {}", s.detail),
+                    _ => format!("syncing: {} of {} entries checked", view.verified.as_ref().map_or(0, |c| c.checkpoint.tree.size), view.reader.size().max(status.map_or(0, |s| s.latest_size))),
+                }),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let mut results = Vec::with_capacity(paths.len());
+    for (path, hash) in paths.iter().zip(&hashes) {
+        let mut votes = Vec::with_capacity(origins.len());
+        let mut logs = Vec::with_capacity(origins.len());
+        for (origin, voter) in origins.iter().zip(&voters) {
+            let (vote, proto) = match voter {
+                Voter::Unavailable(why) => (
+                    Vote::Unavailable(why.clone()),
+                    v1::LogVote { origin: origin.to_string(), vote: v1::Vote::Unavailable.into(), reason: why.clone(), proof: None },
+                ),
+                Voter::Ready(view, note) => {
+                    let found = view.lookup(hash)?;
+                    let proof = if proofs { view.answer(hash)?.as_ref().map(Into::into) } else { None };
+                    let kind = if found.is_some() { v1::Vote::Present } else { v1::Vote::Absent };
+                    let vote = match found {
+                        Some((_, a)) => Vote::Present(Box::new(a)),
+                        None => Vote::Absent,
+                    };
+                    (vote, v1::LogVote { origin: origin.to_string(), vote: kind.into(), reason: note.clone(), proof })
+                }
+            };
+            votes.push((origin.clone(), vote));
+            logs.push(proto);
+        }
+        let mut result = v1::PathVerdict { path: path.clone(), logs, ..Default::default() };
+        tally_proto::set_verdict(&mut result, &policy.decide(&votes));
+        results.push(result);
+    }
+    Ok(results)
+}
+
+/// Why a query could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum QueryError {
+    /// A path does not parse.
+    #[error("not a store path or hash part: {0}")]
+    Path(String),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

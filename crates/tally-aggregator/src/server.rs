@@ -1,0 +1,107 @@
+//! Starting the aggregator: checking the config, opening the mirror, following every log, and
+//! serving gRPC and HTTP until shutdown.
+
+use std::sync::Arc;
+
+use tally_core::cosignature::Cosigner;
+use tally_proto::v1::aggregator_server::AggregatorServer;
+use tally_store::MirrorStore;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::evidence::{EXCLUDING, EvidenceSink};
+use crate::follower::Follower;
+use crate::metrics::Metrics;
+use crate::progress::SyncProgress;
+use crate::service::Shared;
+use crate::status::Statuses;
+use crate::witness::Witness;
+use crate::{AggregatorError, http};
+
+fn config_error(option: &str, problem: impl ToString) -> AggregatorError {
+    AggregatorError::Config {
+        option: option.to_owned(),
+        problem: problem.to_string(),
+    }
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> AggregatorError {
+    move |source| AggregatorError::Io { what: what.into(), source }
+}
+
+/// Runs the aggregator until `shutdown` is cancelled.
+pub async fn serve(config: Config, progress: Arc<dyn SyncProgress>, shutdown: CancellationToken) -> Result<(), AggregatorError> {
+    config.validate()?;
+    let cosigner = match &config.witness_key_file {
+        Some(path) => Some(Cosigner::new(
+            tally_store::read_signing_key(path).map_err(|e| config_error("witness_key_file", e))?,
+        )),
+        None => None,
+    };
+    std::fs::create_dir_all(&config.data_dir).map_err(io(format!("creating data_dir {}", config.data_dir.display())))?;
+    let origins = config.origins();
+    let store = {
+        let (path, origins, cache) = (config.database(), origins.clone(), config.cache_mb << 20);
+        tokio::task::spawn_blocking(move || MirrorStore::open(&path, &origins, cache))
+            .await
+            .map_err(|e| io("opening the mirror")(std::io::Error::other(e)))??
+    };
+    let store = Arc::new(store);
+    let statuses = Arc::new(Statuses::new(&origins));
+    for record in store.list_evidence()? {
+        if EXCLUDING.contains(&record.kind.as_str()) {
+            for o in &record.origins {
+                if let Some(origin) = origins.iter().find(|k| k.as_str() == o) {
+                    statuses.exclude(origin, format!("{} evidence #{}: {}", record.kind, record.id, record.summary));
+                }
+            }
+        }
+    }
+    let metrics = Arc::new(Metrics::new());
+    let keys: Vec<_> = config.logs.iter().map(|l| l.vkey.clone()).collect();
+    let witness = cosigner.map(|cosigner| Arc::new(Witness { cosigner, store: Arc::clone(&store), keys: keys.clone() }));
+    let evidence = Arc::new(EvidenceSink {
+        store: Arc::clone(&store),
+        statuses: Arc::clone(&statuses),
+        metrics: Arc::clone(&metrics),
+        keys,
+    });
+
+    let listener = TcpListener::bind(config.listen).await.map_err(io(format!("listen on {}", config.listen)))?;
+    let mut followers = tokio::task::JoinSet::new();
+    for log in &config.logs {
+        let follower = Follower {
+            log: log.clone(),
+            others: origins.iter().filter(|o| **o != log.origin).cloned().collect(),
+            store: Arc::clone(&store),
+            statuses: Arc::clone(&statuses),
+            metrics: Arc::clone(&metrics),
+            evidence: Arc::clone(&evidence),
+            witness: witness.clone(),
+            progress: Arc::clone(&progress),
+            poll: config.poll_interval(),
+            chunk: config.sync_chunk,
+            remotes: log.urls.iter().map(|_| None).collect(),
+        };
+        followers.spawn(follower.run(shutdown.clone()));
+    }
+    let shared = Shared {
+        store,
+        statuses,
+        metrics,
+        logs: Arc::new(config.logs.clone()),
+        policy: config.policy.clone(),
+        witness,
+    };
+    let grpc = AggregatorServer::new(shared.clone()).max_encoding_message_size(256 << 20);
+    let app = tonic::service::Routes::new(grpc).into_axum_router().merge(http::router(shared));
+    tracing::info!(logs = origins.len(), "serving gRPC and HTTP on {}", config.listen);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .map_err(io("serving"))?;
+    while followers.join_next().await.is_some() {}
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! The `tally.v1.Aggregator` gRPC service.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tally_core::KeyName;
+use tally_core::policy::Policy;
+use tally_proto::v1;
+use tally_proto::v1::aggregator_server::Aggregator;
+use tally_store::{EvidenceRecord, MirrorStore};
+use tonic::{Request, Response, Status};
+
+use crate::config::LogConfig;
+use crate::metrics::Metrics;
+use crate::query::{self, MAX_PATHS, QueryError};
+use crate::status::Statuses;
+
+/// State shared by the gRPC service and the HTTP routes.
+#[derive(Clone)]
+pub struct Shared {
+    pub(crate) store: Arc<MirrorStore>,
+    pub(crate) statuses: Arc<Statuses>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) logs: Arc<Vec<LogConfig>>,
+    pub(crate) policy: Policy,
+    pub(crate) witness: Option<Arc<crate::witness::Witness>>,
+}
+
+impl Shared {
+    pub(crate) fn origins(&self) -> Vec<KeyName> {
+        self.logs.iter().map(|l| l.origin.clone()).collect()
+    }
+
+    /// Runs a blocking store call off the async threads.
+    pub(crate) async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Shared) -> Result<T, Status> + Send + 'static,
+    ) -> Result<T, Status> {
+        let s = self.clone();
+        tokio::task::spawn_blocking(move || f(&s))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    tracing::error!("{e}");
+    Status::internal(e.to_string())
+}
+
+fn summary(r: &EvidenceRecord) -> v1::EvidenceSummary {
+    v1::EvidenceSummary {
+        id: r.id,
+        kind: r.kind.clone(),
+        origins: r.origins.clone(),
+        summary: r.summary.clone(),
+        created_unix: i64::try_from(r.created).unwrap_or(0),
+    }
+}
+
+#[tonic::async_trait]
+impl Aggregator for Shared {
+    async fn query(&self, request: Request<v1::QueryRequest>) -> Result<Response<v1::QueryResponse>, Status> {
+        let start = Instant::now();
+        let r = request.into_inner();
+        if r.paths.len() > MAX_PATHS {
+            return Err(Status::invalid_argument(format!("{} paths in one query; ask for at most {MAX_PATHS} at a time", r.paths.len())));
+        }
+        let policy = match r.policy.trim() {
+            "" => self.policy.clone(),
+            text => text.parse::<Policy>().map_err(|e| Status::invalid_argument(e.to_string()))?,
+        };
+        policy
+            .check(&self.origins())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let n = r.paths.len() as u64;
+        let applied = policy.to_string();
+        let results = self
+            .blocking(move |s| {
+                query::answer(&s.store, &s.statuses, &s.origins(), &policy, &r.paths, r.proofs).map_err(|e| match e {
+                    QueryError::Path(p) => Status::invalid_argument(format!("not a store path or hash part: {p}")),
+                    QueryError::Store(e) => internal(e),
+                })
+            })
+            .await?;
+        self.metrics.queried_paths.inc_by(n);
+        self.metrics.query_latency.observe(start.elapsed().as_secs_f64());
+        Ok(Response::new(v1::QueryResponse { policy: applied, results }))
+    }
+
+    async fn list_logs(&self, _request: Request<v1::ListLogsRequest>) -> Result<Response<v1::ListLogsResponse>, Status> {
+        let logs = self
+            .blocking(|s| {
+                s.logs
+                    .iter()
+                    .map(|l| {
+                        let state = s.store.state(&l.origin).map_err(internal)?;
+                        let cosigned = s.store.cosigned(&l.origin).map_err(internal)?;
+                        let status = s.statuses.get(&l.origin);
+                        Ok(v1::LogStatus {
+                            origin: l.origin.to_string(),
+                            name: l.name.clone().unwrap_or_default(),
+                            urls: l.urls.clone(),
+                            state: status.as_ref().map_or("syncing", |s| s.state.name()).to_owned(),
+                            detail: status.as_ref().map(|s| s.detail.clone()).unwrap_or_default(),
+                            verified_size: state.verified.as_ref().map_or(0, |c| c.checkpoint.tree.size),
+                            synced_size: state.size,
+                            latest_size: status.as_ref().map_or(0, |s| s.latest_size),
+                            last_success_unix: status.and_then(|s| s.last_success).map_or(0, |t| i64::try_from(t).unwrap_or(0)),
+                            verified: state.verified.map(|c| v1::Checkpoint { note: c.note }),
+                            cosigned: cosigned.map(|c| v1::Checkpoint { note: c.note }),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, Status>>()
+            })
+            .await?;
+        Ok(Response::new(v1::ListLogsResponse { logs }))
+    }
+
+    async fn list_evidence(&self, request: Request<v1::ListEvidenceRequest>) -> Result<Response<v1::ListEvidenceResponse>, Status> {
+        let origin = request.into_inner().origin;
+        let evidence = self
+            .blocking(move |s| {
+                let all = s.store.list_evidence().map_err(internal)?;
+                Ok(all
+                    .iter()
+                    .filter(|r| origin.is_empty() || r.origins.contains(&origin))
+                    .map(summary)
+                    .collect())
+            })
+            .await?;
+        Ok(Response::new(v1::ListEvidenceResponse { evidence }))
+    }
+
+    async fn get_evidence(&self, request: Request<v1::GetEvidenceRequest>) -> Result<Response<v1::Evidence>, Status> {
+        let id = request.into_inner().id;
+        let record = self
+            .blocking(move |s| s.store.evidence(id).map_err(internal))
+            .await?
+            .ok_or_else(|| Status::not_found(format!("no evidence #{id}")))?;
+        Ok(Response::new(v1::Evidence { summary: Some(summary(&record)), bundle_json: record.bundle }))
+    }
+
+    async fn get_cosigned_checkpoint(&self, request: Request<v1::GetCosignedCheckpointRequest>) -> Result<Response<v1::Checkpoint>, Status> {
+        let origin = KeyName::new(&request.into_inner().origin).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let o = origin.clone();
+        let note = self
+            .blocking(move |s| s.store.cosigned(&o).map_err(internal))
+            .await?
+            .ok_or_else(|| Status::not_found(format!("no cosigned checkpoint of {origin}")))?;
+        Ok(Response::new(v1::Checkpoint { note: note.note }))
+    }
+}

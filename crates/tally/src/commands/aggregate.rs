@@ -1,0 +1,63 @@
+//! `tally aggregate`: run an aggregator.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::{config, output, progress, runtime};
+
+/// Run an aggregator.
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum Command {
+    Serve(Args),
+    CheckConfig(Args),
+}
+
+/// Follow and fully verify logs, keep evidence, answer queries, witness.
+///
+/// Serves gRPC (tally query, tally check, tally evidence) and HTTP (/metrics, /healthz,
+/// /add-checkpoint, /witness/checkpoint/<origin>, /evidence/<id>.json) on `listen`. The
+/// first sync of a large log shows a progress bar on a terminal. Stops cleanly on SIGTERM or
+/// Ctrl-C. See examples/aggregator.toml for every option.
+///
+/// Example:
+///
+///   tally aggregate serve --config /etc/tally/aggregator.toml
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct Args {
+    /// The aggregator's TOML config.
+    #[arg(long)]
+    config: PathBuf,
+}
+
+fn load(args: &Args) -> anyhow::Result<tally_aggregator::Config> {
+    let config: tally_aggregator::Config = config::load(&args.config)?;
+    config.validate().with_context(|| format!("config file {}", args.config.display()))?;
+    Ok(config)
+}
+
+pub(crate) fn run(cmd: Command, json: bool) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Serve(args) => {
+            let config = load(&args)?;
+            runtime::init_tracing("info");
+            runtime::block_on(async {
+                let shutdown = runtime::shutdown_on_signal();
+                tally_aggregator::serve(config, progress::sync_progress(), shutdown).await
+            })?
+            .with_context(|| format!("tally aggregate serve --config {}", args.config.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig(args) => {
+            let config = load(&args)?;
+            if json {
+                output::json(&serde_json::json!({"config": args.config, "logs": config.origins(), "ok": true}))?;
+            } else {
+                println!("{}: ok ({} logs, policy {})", args.config.display(), config.logs.len(), config.policy);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! `tally demo`: a three-builder federation with an aggregator, on loopback.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use tally_core::{Hash, KeyName, SigningKey, sample};
+use tally_proto::client::{self, Address, BearerToken};
+use tally_proto::v1;
+use tokio_util::sync::CancellationToken;
+
+use crate::runtime;
+
+/// Run a three-builder federation with an aggregator on loopback.
+///
+/// Starts three attester log daemons and an aggregator (with a witness) in a temporary
+/// directory with fresh keys, feeds the logs realistic sample attestations (one path on
+/// which the third builder disagrees, one that only the first builder built), waits until
+/// the aggregator has mirrored and verified everything, and prints query results, the
+/// evidence found, and the URLs and commands to try next. Runs until Ctrl-C; with --once it
+/// stops after printing. Needs no Nix.
+///
+/// Example:
+///
+///   cargo run --release -- demo
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct Args {
+    /// Stop after printing the results.
+    #[arg(long)]
+    once: bool,
+    /// Sample attestations per log.
+    #[arg(long, default_value_t = 5000)]
+    entries: u64,
+    /// Keep the federation's files here instead of a temporary directory.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+/// The sample that builder 3 disagrees on, and the one only builder 1 has.
+const DISPUTED: u64 = 7;
+const SINGLE: u64 = 1_000_000;
+
+fn free_port() -> anyhow::Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+struct Builder {
+    origin: KeyName,
+    key: SigningKey,
+    addr: SocketAddr,
+    socket: PathBuf,
+}
+
+fn keyfile(dir: &Path, name: &str) -> anyhow::Result<(SigningKey, PathBuf)> {
+    let path = dir.join(format!("{}.key", name.replace('/', "_")));
+    let key = tally_store::generate_signing_key(KeyName::new(name)?)?;
+    tally_store::write_signing_key(&path, &key)?;
+    Ok((key, path))
+}
+
+pub(crate) fn run(args: Args, json: bool) -> anyhow::Result<ExitCode> {
+    let tmp;
+    let dir = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => {
+            tmp = std::env::temp_dir().join(format!("tally-demo-{}", std::process::id()));
+            std::fs::create_dir_all(&tmp)?;
+            tmp.clone()
+        }
+    };
+    // The services' routine log lines would bury the demo's output.
+    runtime::init_tracing("error");
+    let outcome = runtime::block_on(federation(args, dir.clone(), json))?;
+    if args_dir_is_temp(&dir) {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    outcome
+}
+
+fn args_dir_is_temp(dir: &Path) -> bool {
+    dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with("tally-demo-"))
+}
+
+async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
+    let shutdown = runtime::shutdown_on_signal();
+    let mut tasks = tokio::task::JoinSet::new();
+
+    // Three builders, each with its own log daemon.
+    let mut builders = Vec::new();
+    for n in 1..=3 {
+        let origin = KeyName::new(&format!("builder{n}.demo.tally/log"))?;
+        let (key, key_file) = keyfile(&dir, origin.as_str())?;
+        let addr = free_port()?;
+        let data = dir.join(format!("builder{n}"));
+        let socket = data.join("log.sock");
+        let config: tally_log::Config = toml::from_str(&format!(
+            "origin = \"{origin}\"\nsecret_key_file = \"{}\"\ndata_dir = \"{}\"\nlisten = \"{addr}\"\n\
+             submit_socket = \"{}\"\nspool_dir = \"{}\"\nbatch_period_ms = 50\ncache_mb = 32\n",
+            key_file.display(),
+            data.display(),
+            socket.display(),
+            data.join("spool").display()
+        ))?;
+        tasks.spawn(serve_log(config, shutdown.clone()));
+        builders.push(Builder { origin, key, addr, socket });
+    }
+    for b in &builders {
+        wait_healthy(b.addr).await.with_context(|| format!("starting {}", b.origin))?;
+    }
+
+    // Realistic attestations; builder 3 got a different NAR for one path, and only builder 1
+    // built another.
+    let started = Instant::now();
+    for (n, b) in builders.iter().enumerate() {
+        let mut client = client::connect(&Address::Unix(b.socket.clone()), BearerToken::default()).await?;
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        for i in 0..args.entries {
+            let a = if n == 2 && i == DISPUTED {
+                sample::attestation_with_nar(i, Hash::of(b"a build that did not reproduce"))
+            } else {
+                sample::attestation(i)
+            };
+            batch.push(a.as_bytes().to_vec());
+            if batch.len() == 1000 || i + 1 == args.entries {
+                client.submit(v1::SubmitRequest { attestations: std::mem::take(&mut batch) }).await?;
+            }
+        }
+        if n == 0 {
+            client.submit(v1::SubmitRequest { attestations: vec![sample::attestation(SINGLE).as_bytes().to_vec()] }).await?;
+        }
+    }
+    let fed = started.elapsed();
+
+    // The aggregator, with a witness.
+    let (_, witness_key) = keyfile(&dir, "aggregator.demo.tally/witness")?;
+    let agg_addr = free_port()?;
+    let mut logs = String::new();
+    for b in &builders {
+        logs.push_str(&format!(
+            "[[logs]]\norigin = \"{}\"\nvkey = \"{}\"\nurls = [\"http://{}\"]\n\n",
+            b.origin,
+            b.key.verifying_key().to_note_vkey(),
+            b.addr
+        ));
+    }
+    let agg_config: tally_aggregator::Config = toml::from_str(&format!(
+        "data_dir = \"{}\"\nlisten = \"{agg_addr}\"\npoll_interval_secs = 1\nwitness_key_file = \"{}\"\ncache_mb = 64\n\n{logs}",
+        dir.join("aggregator").display(),
+        witness_key.display()
+    ))?;
+    let progress: Arc<dyn tally_aggregator::SyncProgress> = Arc::new(tally_aggregator::LogLines::default());
+    tasks.spawn({
+        let s = shutdown.clone();
+        async move {
+            if let Err(e) = tally_aggregator::serve(agg_config, progress, s).await {
+                eprintln!("aggregator: {e}");
+            }
+        }
+    });
+    wait_healthy(agg_addr).await.context("starting the aggregator")?;
+    let aggregator = Address::Http(format!("http://{agg_addr}"));
+    let synced = wait_synced(&aggregator, &builders, args.entries).await?;
+
+    // Ask.
+    let trusted = sample::output_path(1);
+    let disputed = sample::output_path(DISPUTED);
+    let single = sample::output_path(SINGLE);
+    let absent = sample::output_path(SINGLE + 1);
+    let asked = [trusted.to_string(), disputed.to_string(), single.to_string(), absent.to_string()];
+    let mut agg = client::connect_aggregator(&aggregator).await?;
+    let mut results = Vec::new();
+    for policy in ["", "2-of-3,dissent=1"] {
+        let r = agg
+            .query(v1::QueryRequest { paths: asked.to_vec(), policy: policy.into(), proofs: false })
+            .await?
+            .into_inner();
+        results.push(r);
+    }
+    let evidence = agg.list_evidence(v1::ListEvidenceRequest::default()).await?.into_inner().evidence;
+
+    if json {
+        let mut out = serde_json::Map::new();
+        out.insert("aggregator".into(), format!("http://{agg_addr}").into());
+        out.insert("logs".into(), builders.iter().map(|b| serde_json::json!({"origin": b.origin, "url": format!("http://{}", b.addr), "vkey": b.key.verifying_key().to_note_vkey()})).collect());
+        out.insert("results".into(), results.iter().map(|r| serde_json::json!({
+            "policy": r.policy,
+            "paths": r.results.iter().map(|p| serde_json::json!({"path": p.path, "status": status(p)})).collect::<Vec<_>>(),
+        })).collect());
+        out.insert("evidence".into(), evidence.iter().map(|e| serde_json::json!({"id": e.id, "kind": e.kind, "claim": e.summary})).collect());
+        crate::output::json(&out)?;
+    } else {
+        println!("Tally demo: three builders and an aggregator on loopback, in {}", dir.display());
+        println!("  fed {} attestations to each log in {:.1} s; the aggregator mirrored and verified them in {:.1} s\n", args.entries, fed.as_secs_f64(), synced.as_secs_f64());
+        for b in &builders {
+            println!("  log {:<28} http://{}  (gRPC and tlog-tiles)", b.origin, b.addr);
+        }
+        println!("  aggregator                        http://{agg_addr}  (gRPC, /metrics, witness)\n");
+        for r in &results {
+            println!("policy {}:", r.policy);
+            for (p, label) in r.results.iter().zip(["built by all three", "builder 3 disagrees", "only builder 1 built it", "nobody built it"]) {
+                println!("  {:<9} {}  ({label})", status(p), p.path);
+            }
+            println!();
+        }
+        println!("evidence found:");
+        for e in &evidence {
+            println!("  #{} {}: {}", e.id, e.kind, e.summary);
+        }
+        let vkeys: Vec<String> = builders.iter().map(|b| format!("--vkey '{}'", b.key.verifying_key().to_note_vkey())).collect();
+        println!("\nTry next (in another terminal, while this runs):");
+        println!("  tally query --aggregator http://{agg_addr} {disputed}");
+        println!("  tally query --aggregator http://{agg_addr} --policy 2-of-3,dissent=1 --evidence /tmp/disputed.json {disputed}");
+        println!("  tally verify /tmp/disputed.json {}", vkeys.join(" "));
+        println!("  tally check --aggregator http://{agg_addr} {trusted} {disputed}; echo exit $?");
+        println!("  tally evidence --aggregator http://{agg_addr} --out /tmp/tally-evidence");
+        println!("  tally log lookup --log http://{} --vkey '{}' {trusted}", builders[0].addr, builders[0].key.verifying_key().to_note_vkey());
+        println!("  curl http://{}/checkpoint; curl -s http://{}/tile/0/000 | xxd | head -3", builders[0].addr, builders[0].addr);
+        println!("  curl http://{agg_addr}/witness/checkpoint/{}", builders[0].origin);
+        println!("  curl http://{agg_addr}/metrics | grep tally_aggregator_log_size");
+    }
+    if !args.once {
+        println!("\nRunning until Ctrl-C.");
+        shutdown.cancelled().await;
+    }
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(p: &v1::PathVerdict) -> &'static str {
+    match p.status() {
+        v1::Status::Trusted => "trusted",
+        v1::Status::Disputed => "disputed",
+        v1::Status::Unknown => "unknown",
+        v1::Status::Unspecified => "?",
+    }
+}
+
+async fn serve_log(config: tally_log::Config, shutdown: CancellationToken) {
+    let origin = config.origin.clone();
+    if let Err(e) = tally_log::serve(config, shutdown).await {
+        eprintln!("log {origin}: {e}");
+    }
+}
+
+async fn wait_healthy(addr: SocketAddr) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("{addr} did not come up within 30 s")
+}
+
+async fn wait_synced(aggregator: &Address, builders: &[Builder], entries: u64) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let mut agg = client::connect_aggregator(aggregator).await?;
+    let deadline = start + Duration::from_secs(300);
+    loop {
+        let logs = agg.list_logs(v1::ListLogsRequest {}).await?.into_inner().logs;
+        let done = builders.iter().all(|b| {
+            let want = entries + u64::from(b.origin.as_str().starts_with("builder1"));
+            logs.iter().any(|l| l.origin == b.origin.as_str() && l.verified_size == want && l.state == "verified")
+        });
+        if done {
+            return Ok(start.elapsed());
+        }
+        if Instant::now() > deadline {
+            bail!("the aggregator did not verify every log within 5 minutes: {logs:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
