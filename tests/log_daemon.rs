@@ -100,9 +100,10 @@ async fn submit_read_and_verify_offline() {
             .await
             .unwrap()
             .into_inner();
-        while let Some(e) = stream.message().await.unwrap() {
-            assert_eq!(e.index, entries.len() as u64);
-            entries.push(e.data);
+        while let Some(page) = stream.message().await.unwrap() {
+            assert_eq!(page.start, entries.len() as u64);
+            assert!(page.entries.len() <= 256);
+            entries.extend(page.entries);
         }
     }
     assert_eq!(entries[7], sample::attestation(7).as_bytes());

@@ -171,3 +171,136 @@ impl Drop for LogDaemon {
         }
     }
 }
+
+/// An aggregator daemon in a temporary directory.
+pub struct AggregatorDaemon {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Its gRPC and HTTP address.
+    pub addr: SocketAddr,
+    /// Its witness's cosigner verifier key.
+    pub witness_vkey: String,
+    child: Option<Child>,
+}
+
+impl AggregatorDaemon {
+    /// Starts an aggregator following `logs` (origin, vkey, urls). `options` are extra config
+    /// lines that replace the test defaults.
+    pub fn start(
+        dir: &Path,
+        logs: &[(String, String, Vec<String>)],
+        options: &[&str],
+    ) -> AggregatorDaemon {
+        std::fs::create_dir_all(dir).unwrap();
+        let key = dir.join("witness.key");
+        if !key.exists() {
+            crate::run_ok(
+                tally()
+                    .args([
+                        "keygen",
+                        "--name",
+                        "aggregator.test/witness",
+                        "--secret-key-file",
+                    ])
+                    .arg(&key),
+            );
+        }
+        let witness = tally_store::read_signing_key(&key).unwrap();
+        let witness_vkey = tally_core::cosignature::Cosigner::new(witness)
+            .verifier()
+            .to_vkey();
+        let addr = free_port();
+        let mut top = std::collections::BTreeMap::new();
+        let defaults = [
+            format!("data_dir = \"{}\"", dir.join("data").display()),
+            format!("listen = \"{addr}\""),
+            "poll_interval_secs = 1".to_owned(),
+            format!("witness_key_file = \"{}\"", key.display()),
+            "cache_mb = 32".to_owned(),
+        ];
+        for line in defaults
+            .iter()
+            .map(String::as_str)
+            .chain(options.iter().copied())
+        {
+            top.insert(
+                line.split('=').next().unwrap().trim().to_owned(),
+                line.to_owned(),
+            );
+        }
+        let mut config: String = top.values().map(|l| format!("{l}\n")).collect();
+        for (origin, vkey, urls) in logs {
+            let urls: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
+            config.push_str(&format!(
+                "\n[[logs]]\norigin = \"{origin}\"\nvkey = \"{vkey}\"\nurls = [{}]\n",
+                urls.join(", ")
+            ));
+        }
+        std::fs::write(dir.join("aggregator.toml"), config).unwrap();
+        let mut daemon = AggregatorDaemon {
+            dir: dir.to_owned(),
+            addr,
+            witness_vkey,
+            child: None,
+        };
+        daemon.restart();
+        daemon
+    }
+
+    /// Starts it again (after [`AggregatorDaemon::stop`]).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = self.dir.join("aggregator.log");
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut child = tally()
+            .args(["aggregate", "serve", "--config"])
+            .arg(self.dir.join("aggregator.toml"))
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        wait_healthy(self.addr, &mut child, &log);
+        self.child = Some(child);
+    }
+
+    /// Stops it with SIGTERM.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            terminate(&mut child);
+        }
+    }
+
+    /// `http://<addr>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("aggregator.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for AggregatorDaemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl LogDaemon {
+    /// This log as an aggregator's config entry: origin, vkey, URLs.
+    pub fn follow(&self) -> (String, String, Vec<String>) {
+        (
+            self.origin.clone(),
+            self.vkey.to_note_vkey(),
+            vec![self.url()],
+        )
+    }
+}

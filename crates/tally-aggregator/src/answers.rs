@@ -2,7 +2,7 @@
 //! back them.
 
 use tally_core::answer::{AnswerEntry, LogAnswer};
-use tally_core::map::{MapAnswer, MapKey};
+use tally_core::map::{MapAnswer, MapKey, MapValue};
 use tally_core::{Attestation, KeyName, StorePathHash};
 use tally_store::{LogReader, MirrorStore, StoreError, StoredCheckpoint};
 
@@ -33,17 +33,37 @@ impl MirrorView {
     }
 
     /// The log's attestation of a path: its index and the attestation.
-    pub(crate) fn lookup(&self, path: &StorePathHash) -> Result<Option<(u64, Attestation)>, StoreError> {
-        let Some(value) = self.reader.lookup(&MapKey::for_path(path))? else {
+    pub(crate) fn lookup(
+        &self,
+        path: &StorePathHash,
+    ) -> Result<Option<(u64, Attestation)>, StoreError> {
+        let Some(value) = self.lookup_value(path)? else {
             return Ok(None);
         };
-        let i = value.leaf_index;
-        let entry = self.entry(i)?;
-        let a = Attestation::decode(&entry).map_err(|e| StoreError::Corrupt {
+        Ok(Some((
+            value.leaf_index,
+            self.attestation(value.leaf_index)?,
+        )))
+    }
+
+    /// The map's value for a path: where the attestation is and the hash of its bytes.
+    ///
+    /// The replay checked that each entry hashes to its map value, so logs whose values
+    /// carry the same entry hash attest the same bytes.
+    pub(crate) fn lookup_value(
+        &self,
+        path: &StorePathHash,
+    ) -> Result<Option<MapValue>, StoreError> {
+        self.reader.lookup(&MapKey::for_path(path))
+    }
+
+    /// The attestation at `index`.
+    pub(crate) fn attestation(&self, index: u64) -> Result<Attestation, StoreError> {
+        let entry = self.entry(index)?;
+        Attestation::decode(&entry).map_err(|e| StoreError::Corrupt {
             what: "mirrored entry",
-            detail: format!("{} entry {i}: {e}", self.origin),
-        })?;
-        Ok(Some((i, a)))
+            detail: format!("{} entry {index}: {e}", self.origin),
+        })
     }
 
     pub(crate) fn entry(&self, index: u64) -> Result<Vec<u8>, StoreError> {
@@ -62,11 +82,20 @@ impl MirrorView {
         };
         let key = MapKey::for_path(path);
         let map_proof = self.reader.map_proof(&key)?;
-        let (entry, inclusion_proof) = match map_proof.verify(&key, &checkpoint.checkpoint.map_root) {
+        let (entry, inclusion_proof) = match map_proof.verify(&key, &checkpoint.checkpoint.map_root)
+        {
             Ok(MapAnswer::Present(v)) => {
                 let i = v.leaf_index;
-                let proof = self.reader.inclusion_proof(i, checkpoint.checkpoint.tree.size)?;
-                (Some(AnswerEntry { index: i, data: self.entry(i)? }), Some(proof))
+                let proof = self
+                    .reader
+                    .inclusion_proof(i, checkpoint.checkpoint.tree.size)?;
+                (
+                    Some(AnswerEntry {
+                        index: i,
+                        data: self.entry(i)?,
+                    }),
+                    Some(proof),
+                )
             }
             Ok(MapAnswer::Absent) => (None, None),
             Err(e) => {

@@ -69,15 +69,19 @@ fn default_cache_mb() -> usize {
     256
 }
 fn default_sync_chunk() -> u64 {
-    20_000
+    50_000
 }
 
 impl Config {
     /// Checks values that parse but cannot work, naming the option.
     pub fn validate(&self) -> Result<(), AggregatorError> {
-        let bad = |option: String, problem: String| Err(AggregatorError::Config { option, problem });
+        let bad =
+            |option: String, problem: String| Err(AggregatorError::Config { option, problem });
         if self.logs.is_empty() {
-            return bad("logs".into(), "no logs to follow: add [[logs]] entries".into());
+            return bad(
+                "logs".into(),
+                "no logs to follow: add [[logs]] entries".into(),
+            );
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, log) in self.logs.iter().enumerate() {
@@ -86,7 +90,10 @@ impl Config {
                 return bad(at("origin"), format!("{} is listed twice", log.origin));
             }
             if log.vkey.name() != &log.origin {
-                return bad(at("vkey"), format!("is the key of {}, not of {}", log.vkey.name(), log.origin));
+                return bad(
+                    at("vkey"),
+                    format!("is the key of {}, not of {}", log.vkey.name(), log.origin),
+                );
             }
             if log.urls.is_empty() {
                 return bad(at("urls"), "needs at least one URL".into());
@@ -104,10 +111,16 @@ impl Config {
             return bad("poll_interval_secs".into(), "must be at least 1".into());
         }
         if !(1000..=1_000_000).contains(&self.sync_chunk) {
-            return bad("sync_chunk".into(), format!("{} is not between 1000 and 1000000", self.sync_chunk));
+            return bad(
+                "sync_chunk".into(),
+                format!("{} is not between 1000 and 1000000", self.sync_chunk),
+            );
         }
         if !(8..=1 << 20).contains(&self.cache_mb) {
-            return bad("cache_mb".into(), format!("{} is not between 8 and 1048576", self.cache_mb));
+            return bad(
+                "cache_mb".into(),
+                format!("{} is not between 8 and 1048576", self.cache_mb),
+            );
         }
         Ok(())
     }

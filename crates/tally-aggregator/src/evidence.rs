@@ -30,12 +30,20 @@ impl EvidenceSink {
         let proven = match file.verify(&self.keys) {
             Ok(p) => p,
             Err(e) => {
-                tracing::warn!("not keeping {} evidence that does not verify: {e}", file.bundle.kind());
+                tracing::warn!(
+                    "not keeping {} evidence that does not verify: {e}",
+                    file.bundle.kind()
+                );
                 return None;
             }
         };
         let kind = file.bundle.kind();
-        let origins: Vec<String> = file.bundle.origins().iter().map(ToString::to_string).collect();
+        let origins: Vec<String> = file
+            .bundle
+            .origins()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         let json = match serde_json::to_string_pretty(&file) {
             Ok(j) => j,
             Err(e) => {
@@ -43,21 +51,36 @@ impl EvidenceSink {
                 return None;
             }
         };
-        let (id, new) = match self.store.add_evidence(dedupe, kind, origins.clone(), proven.claim.clone(), json) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!("storing evidence: {e}");
-                return None;
-            }
-        };
+        let (id, new) =
+            match self
+                .store
+                .add_evidence(dedupe, kind, origins.clone(), proven.claim.clone(), json)
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!("storing evidence: {e}");
+                    return None;
+                }
+            };
         if new {
             tracing::warn!(id, kind, "evidence: {}", proven.claim);
-            let origin = if origins.len() == 1 { origins[0].clone() } else { String::new() };
-            self.metrics.evidence.get_or_create(&KindLabel { origin, kind: kind.into() }).inc();
+            let origin = if origins.len() == 1 {
+                origins[0].clone()
+            } else {
+                String::new()
+            };
+            self.metrics
+                .evidence
+                .get_or_create(&KindLabel {
+                    origin,
+                    kind: kind.into(),
+                })
+                .inc();
         }
         if EXCLUDING.contains(&kind) {
             for m in &proven.misbehaving {
-                self.statuses.exclude(m, format!("{kind} evidence #{id}: {}", proven.claim));
+                self.statuses
+                    .exclude(m, format!("{kind} evidence #{id}: {}", proven.claim));
             }
         }
         Some(id)

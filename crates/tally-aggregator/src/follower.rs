@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tally_core::backoff::Backoff;
-use tally_core::evidence::{BadEntries, BadMapRoot, Bundle, Contradiction, Disagreement, Fork, OriginAnswer, ProvenEntry};
+use tally_core::evidence::{
+    BadEntries, BadMapRoot, Bundle, Contradiction, Disagreement, Fork, OriginAnswer, ProvenEntry,
+};
 use tally_core::tlog::{self, NodeId};
 use tally_core::{Attestation, Hash, KeyName};
 use tally_store::{Appended, Expect, MirrorState, MirrorStore, StoreError, StoredCheckpoint};
@@ -72,7 +74,10 @@ async fn blocking<T: Send + 'static>(
     let store = Arc::clone(store);
     tokio::task::spawn_blocking(move || f(&store))
         .await
-        .map_err(|e| StoreError::Corrupt { what: "task", detail: e.to_string() })?
+        .map_err(|e| StoreError::Corrupt {
+            what: "task",
+            detail: e.to_string(),
+        })?
 }
 
 fn random() -> u64 {
@@ -95,7 +100,10 @@ impl Follower {
         };
         let mut failures = 0u32;
         loop {
-            let excluded = self.statuses.get(self.origin()).is_some_and(|s| s.state == State::Excluded);
+            let excluded = self
+                .statuses
+                .get(self.origin())
+                .is_some_and(|s| s.state == State::Excluded);
             if !excluded {
                 match self.round().await {
                     Ok(()) => failures = 0,
@@ -124,7 +132,9 @@ impl Follower {
         if self.remotes[i].is_none() {
             self.remotes[i] = Some(Remote::connect(&self.log.urls[i]).await?);
         }
-        self.remotes[i].as_mut().ok_or_else(|| "not connected".to_owned())
+        self.remotes[i]
+            .as_mut()
+            .ok_or_else(|| "not connected".to_owned())
     }
 
     /// One round: check every URL's checkpoint, then sync to the largest.
@@ -160,14 +170,24 @@ impl Follower {
         for (i, c) in &views {
             self.check(*i, c, &state).await?;
         }
-        let verified = state.verified.as_ref().map_or(0, |v| v.checkpoint.tree.size);
+        let verified = state
+            .verified
+            .as_ref()
+            .map_or(0, |v| v.checkpoint.tree.size);
         // Finish a sync in progress first; otherwise head for the largest checkpoint seen.
         let (url, target) = match &state.target {
             Some(t) => {
-                let from = views.iter().find(|(_, c)| c.checkpoint.tree.size >= t.checkpoint.tree.size);
+                let from = views
+                    .iter()
+                    .find(|(_, c)| c.checkpoint.tree.size >= t.checkpoint.tree.size);
                 match from {
                     Some((i, _)) => (*i, t.clone()),
-                    None => return Err(Stop::Retry(format!("no URL serves the tree of size {} any more", t.checkpoint.tree.size))),
+                    None => {
+                        return Err(Stop::Retry(format!(
+                            "no URL serves the tree of size {} any more",
+                            t.checkpoint.tree.size
+                        )));
+                    }
                 }
             }
             None => {
@@ -184,9 +204,19 @@ impl Follower {
         } else if size == verified {
             self.statuses.verified(&origin);
         }
-        self.metrics.log_size.get_or_create(&LogLabel { origin: origin.to_string() }).set(i64::try_from(size.max(verified)).unwrap_or(i64::MAX));
+        self.metrics
+            .log_size
+            .get_or_create(&LogLabel {
+                origin: origin.to_string(),
+            })
+            .set(i64::try_from(size.max(verified)).unwrap_or(i64::MAX));
         let latest = self.statuses.get(&origin).map_or(0, |s| s.latest_size);
-        self.metrics.log_lag.get_or_create(&LogLabel { origin: origin.to_string() }).set(i64::try_from(latest.saturating_sub(size.max(verified))).unwrap_or(0));
+        self.metrics
+            .log_lag
+            .get_or_create(&LogLabel {
+                origin: origin.to_string(),
+            })
+            .set(i64::try_from(latest.saturating_sub(size.max(verified))).unwrap_or(0));
         if !errors.is_empty() {
             tracing::warn!(%origin, "some URLs failed: {}", errors.join("; "));
         }
@@ -194,8 +224,15 @@ impl Follower {
     }
 
     /// Checks a checkpoint against the verified mirror: a fork is recorded as evidence.
-    async fn check(&mut self, url: usize, c: &StoredCheckpoint, state: &MirrorState) -> Result<(), Stop> {
-        let Some(v) = &state.verified else { return Ok(()) };
+    async fn check(
+        &mut self,
+        url: usize,
+        c: &StoredCheckpoint,
+        state: &MirrorState,
+    ) -> Result<(), Stop> {
+        let Some(v) = &state.verified else {
+            return Ok(());
+        };
         let origin = self.origin().clone();
         let (vsize, csize) = (v.checkpoint.tree.size, c.checkpoint.tree.size);
         let view = self.view().await?;
@@ -203,13 +240,30 @@ impl Follower {
             let root = view.reader.tree_hash(csize)?;
             if root != c.checkpoint.tree.root {
                 let path_b = view.reader.prefix_path(csize, vsize)?;
-                let bundle = Bundle::Fork(Fork { origin: origin.clone(), a: note(c), b: note(v), at: csize, path_a: Vec::new(), path_b });
-                return self.exclude(&format!("fork:{origin}:{}:{csize}", c.checkpoint.tree.root), bundle);
+                let bundle = Bundle::Fork(Fork {
+                    origin: origin.clone(),
+                    a: note(c),
+                    b: note(v),
+                    at: csize,
+                    path_a: Vec::new(),
+                    path_b,
+                });
+                return self.exclude(
+                    &format!("fork:{origin}:{}:{csize}", c.checkpoint.tree.root),
+                    bundle,
+                );
             }
             if csize == vsize && c.checkpoint.map_root != v.checkpoint.map_root {
                 let entries = view.reader.entries(0, csize)?;
-                let bundle = Bundle::BadMapRoot(BadMapRoot { origin: origin.clone(), checkpoint: note(c), entries });
-                return self.exclude(&format!("bad_map_root:{origin}:{csize}:{}", c.checkpoint.map_root), bundle);
+                let bundle = Bundle::BadMapRoot(BadMapRoot {
+                    origin: origin.clone(),
+                    checkpoint: note(c),
+                    entries,
+                });
+                return self.exclude(
+                    &format!("bad_map_root:{origin}:{csize}:{}", c.checkpoint.map_root),
+                    bundle,
+                );
             }
             return Ok(());
         }
@@ -219,25 +273,52 @@ impl Follower {
             Ok(r) => r,
             Err(e) => {
                 self.metrics.fail(origin.as_str(), "invalid_proof");
-                return Err(Stop::Retry(format!("{} served a consistency proof that does not verify: {e}", self.log.urls[url])));
+                return Err(Stop::Retry(format!(
+                    "{} served a consistency proof that does not verify: {e}",
+                    self.log.urls[url]
+                )));
             }
         };
         if prefix != v.checkpoint.tree.root {
-            let bundle = Bundle::Fork(Fork { origin: origin.clone(), a: note(v), b: note(c), at: vsize, path_a: Vec::new(), path_b });
-            return self.exclude(&format!("fork:{origin}:{}:{vsize}", c.checkpoint.tree.root), bundle);
+            let bundle = Bundle::Fork(Fork {
+                origin: origin.clone(),
+                a: note(v),
+                b: note(c),
+                at: vsize,
+                path_a: Vec::new(),
+                path_b,
+            });
+            return self.exclude(
+                &format!("fork:{origin}:{}:{vsize}", c.checkpoint.tree.root),
+                bundle,
+            );
         }
         Ok(())
     }
 
     /// The log's prefix path from `k` to `n`: its consistency proof, with the mirror's root of
     /// the first `k` entries in front when `k` is a power of two (the walk then checks it).
-    async fn remote_prefix_path(&mut self, url: usize, view: &MirrorView, k: u64, n: u64) -> Result<Vec<Hash>, Stop> {
+    async fn remote_prefix_path(
+        &mut self,
+        url: usize,
+        view: &MirrorView,
+        k: u64,
+        n: u64,
+    ) -> Result<Vec<Hash>, Stop> {
         if k == 0 || k == n {
             return Ok(Vec::new());
         }
-        let mut path = self.remote(url).await.map_err(Stop::Retry)?.consistency(k, n).await.map_err(Stop::Retry)?;
+        let mut path = self
+            .remote(url)
+            .await
+            .map_err(Stop::Retry)?
+            .consistency(k, n)
+            .await
+            .map_err(Stop::Retry)?;
         if k.is_power_of_two() {
-            let seed = view.reader.read_hashes(&[NodeId::new(k.trailing_zeros() as u8, 0)])?;
+            let seed = view
+                .reader
+                .read_hashes(&[NodeId::new(k.trailing_zeros() as u8, 0)])?;
             path.splice(0..0, seed);
         }
         Ok(path)
@@ -252,21 +333,32 @@ impl Follower {
         self.metrics.fail(self.origin().as_str(), bundle.kind());
         match self.evidence.record(dedupe, bundle) {
             Some(_) => Err(Stop::Excluded),
-            None => Err(Stop::Retry("found an inconsistency but could not prove it".into())),
+            None => Err(Stop::Retry(
+                "found an inconsistency but could not prove it".into(),
+            )),
         }
     }
 
     /// Mirrors entries up to `target`, chunk by chunk.
-    async fn sync(&mut self, url: usize, target: &StoredCheckpoint, state: &MirrorState) -> Result<(), Stop> {
+    async fn sync(
+        &mut self,
+        url: usize,
+        target: &StoredCheckpoint,
+        state: &MirrorState,
+    ) -> Result<(), Stop> {
         let origin = self.origin().clone();
         let total = target.checkpoint.tree.size;
         if state.target.as_ref() != Some(target) {
             let (o, t) = (origin.clone(), target.clone());
             blocking(&self.store, move |s| s.set_target(&o, &t)).await?;
         }
-        let first_new = state.verified.as_ref().map_or(0, |v| v.checkpoint.tree.size);
+        let first_new = state
+            .verified
+            .as_ref()
+            .map_or(0, |v| v.checkpoint.tree.size);
         let mut start = state.size;
-        self.statuses.syncing(&origin, format!("synced {start} of {total}"));
+        self.statuses
+            .syncing(&origin, format!("synced {start} of {total}"));
         self.progress.start(&origin, start, total);
         let result = self.sync_chunks(url, target, &mut start).await;
         self.progress.finish(&origin);
@@ -274,47 +366,96 @@ impl Follower {
         self.verified(target, first_new).await
     }
 
-    async fn sync_chunks(&mut self, url: usize, target: &StoredCheckpoint, start: &mut u64) -> Result<(), Stop> {
+    async fn sync_chunks(
+        &mut self,
+        url: usize,
+        target: &StoredCheckpoint,
+        start: &mut u64,
+    ) -> Result<(), Stop> {
         let origin = self.origin().clone();
         let total = target.checkpoint.tree.size;
         if *start == total {
             // The entries are all here (an earlier round stopped before verifying).
-            return self.append(url, target, *start, Vec::new(), total).await;
+            return self
+                .append(
+                    url,
+                    target,
+                    Chunk {
+                        start: *start,
+                        end: total,
+                        entries: Vec::new(),
+                        path_end: Vec::new(),
+                    },
+                )
+                .await;
         }
-        while *start < total {
-            let mut end = (*start + self.chunk).min(total);
-            // A chunk end inside the tree is proven by the log's consistency proof, which
-            // needs no extra hash when the end is not a power of two.
-            if end < total && end.is_power_of_two() {
-                end = if end - 1 > *start { end - 1 } else { end + 1 };
-            }
-            let entries = self.remote(url).await.map_err(Stop::Retry)?.entries(*start, end).await.map_err(Stop::Retry)?;
-            self.append(url, target, *start, entries, end).await?;
+        // Fetch the next chunk on a second connection while this one is appended.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+        let fetcher = tokio::spawn(fetch_chunks(
+            self.log.urls[url].clone(),
+            *start,
+            total,
+            self.chunk,
+            tx,
+        ));
+        while let Some(chunk) = rx.recv().await {
+            let chunk = chunk.map_err(Stop::Retry)?;
+            let end = chunk.end;
+            self.append(url, target, chunk).await?;
             self.metrics.entries_synced.inc_by(end - *start);
             *start = end;
             self.progress.advance(&origin, end);
-            self.statuses.syncing(&origin, format!("synced {end} of {total}"));
+            self.statuses
+                .syncing(&origin, format!("synced {end} of {total}"));
+        }
+        fetcher.abort();
+        if *start < total {
+            return Err(Stop::Retry(format!(
+                "the fetch stopped at {start} of {total}"
+            )));
         }
         Ok(())
     }
 
-    /// Appends one chunk `[start, end)`, or records why it cannot be.
-    async fn append(&mut self, url: usize, target: &StoredCheckpoint, start: u64, entries: Vec<Vec<u8>>, end: u64) -> Result<(), Stop> {
+    /// Appends one chunk, or records why it cannot be.
+    async fn append(
+        &mut self,
+        url: usize,
+        target: &StoredCheckpoint,
+        chunk: Chunk,
+    ) -> Result<(), Stop> {
         let origin = self.origin().clone();
         let total = target.checkpoint.tree.size;
-        let path_end = if end == total {
-            Vec::new()
-        } else {
-            self.remote(url).await.map_err(Stop::Retry)?.consistency(end, total).await.map_err(Stop::Retry)?
-        };
+        let Chunk {
+            start,
+            end,
+            entries,
+            path_end,
+        } = chunk;
         let root = match tlog::prefix_root(end, &target.checkpoint.tree, &path_end) {
             Ok(r) => r,
-            Err(e) => return Err(Stop::Retry(format!("{} served a consistency proof that does not verify: {e}", self.log.urls[url]))),
+            Err(e) => {
+                return Err(Stop::Retry(format!(
+                    "{} served a consistency proof that does not verify: {e}",
+                    self.log.urls[url]
+                )));
+            }
         };
         let completes = end == total;
         let outcome = {
             let (o, t, e) = (origin.clone(), target.clone(), entries.clone());
-            blocking(&self.store, move |s| s.append(&o, &e, Expect { root, completes: completes.then_some(&t), durable: completes })).await?
+            blocking(&self.store, move |s| {
+                s.append(
+                    &o,
+                    &e,
+                    Expect {
+                        root,
+                        completes: completes.then_some(&t),
+                        durable: completes,
+                    },
+                )
+            })
+            .await?
         };
         match outcome {
             Appended::Synced(_) | Appended::Verified(_) => Ok(()),
@@ -332,14 +473,30 @@ impl Follower {
                     path_end,
                 });
                 tracing::warn!(%origin, "entries {start}..{end} lead to {} of size {}, not the signed tree", computed.root, computed.size);
-                self.exclude(&format!("bad_entries:{origin}:{}:{start}", target.checkpoint.tree.root), bundle)
+                self.exclude(
+                    &format!(
+                        "bad_entries:{origin}:{}:{start}",
+                        target.checkpoint.tree.root
+                    ),
+                    bundle,
+                )
             }
             Appended::MapMismatch { computed } => {
                 let view = self.view().await?;
                 let all = view.reader.entries(0, total)?;
                 tracing::warn!(%origin, "replayed map root {computed} differs from the signed {}", target.checkpoint.map_root);
-                let bundle = Bundle::BadMapRoot(BadMapRoot { origin: origin.clone(), checkpoint: note(target), entries: all });
-                self.exclude(&format!("bad_map_root:{origin}:{total}:{}", target.checkpoint.map_root), bundle)
+                let bundle = Bundle::BadMapRoot(BadMapRoot {
+                    origin: origin.clone(),
+                    checkpoint: note(target),
+                    entries: all,
+                });
+                self.exclude(
+                    &format!(
+                        "bad_map_root:{origin}:{total}:{}",
+                        target.checkpoint.map_root
+                    ),
+                    bundle,
+                )
             }
         }
     }
@@ -357,11 +514,20 @@ impl Follower {
         };
         for (i, j) in &contradictions {
             let proven = |k: u64| -> Result<ProvenEntry, StoreError> {
-                Ok(ProvenEntry { entry: view.entry(k)?, inclusion_proof: view.reader.inclusion_proof(k, size)? })
+                Ok(ProvenEntry {
+                    entry: view.entry(k)?,
+                    inclusion_proof: view.reader.inclusion_proof(k, size)?,
+                })
             };
-            let bundle = Bundle::Contradiction(Contradiction { origin: origin.clone(), checkpoint: note(target), first: proven(*i)?, second: proven(*j)? });
+            let bundle = Bundle::Contradiction(Contradiction {
+                origin: origin.clone(),
+                checkpoint: note(target),
+                first: proven(*i)?,
+                second: proven(*j)?,
+            });
             self.metrics.fail(origin.as_str(), "contradiction");
-            self.evidence.record(&format!("contradiction:{origin}:{i}:{j}"), bundle);
+            self.evidence
+                .record(&format!("contradiction:{origin}:{i}:{j}"), bundle);
         }
         if !contradictions.is_empty() {
             let o = origin.clone();
@@ -371,7 +537,10 @@ impl Follower {
         self.disagreements(&view, first_new, size).await?;
         if let Some(w) = self.witness.clone() {
             if let Some(bundle) = w.cosign_verified(&origin, target, &view).await? {
-                self.exclude(&format!("fork:{origin}:witness:{}", target.checkpoint.tree.root), bundle)?;
+                self.exclude(
+                    &format!("fork:{origin}:witness:{}", target.checkpoint.tree.root),
+                    bundle,
+                )?;
             }
             self.metrics.cosigned.inc();
         }
@@ -382,7 +551,11 @@ impl Follower {
     async fn disagreements(&self, view: &MirrorView, from: u64, to: u64) -> Result<(), Stop> {
         let mut others = Vec::new();
         for o in &self.others {
-            if self.statuses.get(o).is_some_and(|s| s.state == State::Excluded) {
+            if self
+                .statuses
+                .get(o)
+                .is_some_and(|s| s.state == State::Excluded)
+            {
                 continue;
             }
             let o = o.clone();
@@ -399,29 +572,97 @@ impl Follower {
         while at < to {
             let end = (at + 10_000).min(to);
             for entry in view.reader.entries(at, end)? {
-                let Ok(mine) = Attestation::decode(&entry) else { continue };
+                let Ok(mine) = Attestation::decode(&entry) else {
+                    continue;
+                };
                 let path = mine.output_path().hash();
                 for other in &others {
-                    let Some((_, theirs)) = other.lookup(&path)? else { continue };
+                    let Some((_, theirs)) = other.lookup(&path)? else {
+                        continue;
+                    };
                     if theirs.same_nar(&mine) {
                         continue;
                     }
-                    let (Some(a), Some(b)) = (view.answer(&path)?, other.answer(&path)?) else { continue };
+                    let (Some(a), Some(b)) = (view.answer(&path)?, other.answer(&path)?) else {
+                        continue;
+                    };
                     let mut names = [origin.to_string(), other.origin.to_string()];
                     names.sort();
                     let bundle = Bundle::Disagreement(Disagreement {
                         path,
                         answers: vec![
-                            OriginAnswer { origin: origin.clone(), answer: a },
-                            OriginAnswer { origin: other.origin.clone(), answer: b },
+                            OriginAnswer {
+                                origin: origin.clone(),
+                                answer: a,
+                            },
+                            OriginAnswer {
+                                origin: other.origin.clone(),
+                                answer: b,
+                            },
                         ],
                     });
-                    self.evidence.record(&format!("disagreement:{path}:{}:{}", names[0], names[1]), bundle);
+                    self.evidence.record(
+                        &format!("disagreement:{path}:{}:{}", names[0], names[1]),
+                        bundle,
+                    );
                 }
             }
             at = end;
         }
         Ok(())
+    }
+}
+
+/// Entries `[start, end)` of a target, and the log's prefix path from `end` to the target.
+struct Chunk {
+    start: u64,
+    end: u64,
+    entries: Vec<Vec<u8>>,
+    path_end: Vec<Hash>,
+}
+
+/// Fetches chunks from `start` to `total` in order. A chunk end inside the tree is proven by
+/// the log's consistency proof to `total`, which needs no extra hash when the end is not a
+/// power of two, so ends are chosen that way.
+async fn fetch_chunks(
+    url: String,
+    mut start: u64,
+    total: u64,
+    size: u64,
+    tx: tokio::sync::mpsc::Sender<Result<Chunk, String>>,
+) {
+    let mut remote = match Remote::connect(&url).await {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = tx.send(Err(e)).await;
+            return;
+        }
+    };
+    while start < total {
+        let mut end = (start + size).min(total);
+        if end < total && end.is_power_of_two() {
+            end = if end - 1 > start { end - 1 } else { end + 1 };
+        }
+        let fetched = async {
+            let entries = remote.entries(start, end).await?;
+            let path_end = if end == total {
+                Vec::new()
+            } else {
+                remote.consistency(end, total).await?
+            };
+            Ok(Chunk {
+                start,
+                end,
+                entries,
+                path_end,
+            })
+        }
+        .await;
+        let failed = fetched.is_err();
+        if tx.send(fetched).await.is_err() || failed {
+            return;
+        }
+        start = end;
     }
 }
 

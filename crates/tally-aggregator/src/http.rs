@@ -30,16 +30,31 @@ pub fn router(state: Shared) -> Router {
 }
 
 fn text(status: StatusCode, body: impl Into<String>) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body.into()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body.into(),
+    )
+        .into_response()
 }
 
 async fn metrics(State(s): State<Shared>) -> Response {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.encode()).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+        .into_response()
 }
 
 async fn add_checkpoint(State(s): State<Shared>, body: Bytes) -> Response {
     let Some(witness) = s.witness.clone() else {
-        return text(StatusCode::NOT_FOUND, "this aggregator runs no witness (set witness_key_file)\n");
+        return text(
+            StatusCode::NOT_FOUND,
+            "this aggregator runs no witness (set witness_key_file)\n",
+        );
     };
     match tokio::task::spawn_blocking(move || witness.add_checkpoint(&body)).await {
         Ok(Ok((code, content_type, body))) => (
@@ -55,24 +70,49 @@ async fn add_checkpoint(State(s): State<Shared>, body: Bytes) -> Response {
 
 async fn cosigned(State(s): State<Shared>, Path(origin): Path<String>) -> Response {
     let Ok(origin) = KeyName::new(&origin) else {
-        return text(StatusCode::BAD_REQUEST, format!("{origin:?} is not an origin\n"));
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("{origin:?} is not an origin\n"),
+        );
     };
     match s.store.cosigned(&origin) {
-        Ok(Some(c)) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], c.note).into_response(),
-        Ok(None) => text(StatusCode::NOT_FOUND, format!("no cosigned checkpoint of {origin}\n")),
+        Ok(Some(c)) => (
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            c.note,
+        )
+            .into_response(),
+        Ok(None) => text(
+            StatusCode::NOT_FOUND,
+            format!("no cosigned checkpoint of {origin}\n"),
+        ),
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     }
 }
 
 async fn evidence(State(s): State<Shared>, Path(file): Path<String>) -> Response {
-    let Some(id) = file.strip_suffix(".json").and_then(|i| i.parse::<u64>().ok()) else {
-        return text(StatusCode::NOT_FOUND, "evidence is at /evidence/<id>.json\n");
+    let Some(id) = file
+        .strip_suffix(".json")
+        .and_then(|i| i.parse::<u64>().ok())
+    else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "evidence is at /evidence/<id>.json\n",
+        );
     };
     match s.store.evidence(id) {
         Ok(Some(r)) => (
             [
                 (header::CONTENT_TYPE, "application/json"),
-                (header::CONTENT_DISPOSITION, &format!("attachment; filename=\"tally-evidence-{id}-{}.json\"", r.kind)),
+                (
+                    header::CONTENT_DISPOSITION,
+                    &format!(
+                        "attachment; filename=\"tally-evidence-{id}-{}.json\"",
+                        r.kind
+                    ),
+                ),
             ],
             r.bundle,
         )

@@ -59,21 +59,52 @@ impl Metrics {
             entries_synced: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register("log_size", "Verified size of each followed log", m.log_size.clone());
-        registry.register("log_lag", "Newest checkpoint seen minus verified size", m.log_lag.clone());
-        registry.register("verification_failures", "Verification failures by log and kind", m.failures.clone());
-        registry.register("evidence", "Evidence stored, by log and kind", m.evidence.clone());
+        registry.register(
+            "log_size",
+            "Verified size of each followed log",
+            m.log_size.clone(),
+        );
+        registry.register(
+            "log_lag",
+            "Newest checkpoint seen minus verified size",
+            m.log_lag.clone(),
+        );
+        registry.register(
+            "verification_failures",
+            "Verification failures by log and kind",
+            m.failures.clone(),
+        );
+        registry.register(
+            "evidence",
+            "Evidence stored, by log and kind",
+            m.evidence.clone(),
+        );
         registry.register("queried_paths", "Paths answered", m.queried_paths.clone());
-        registry.register("query_duration_seconds", "Time per Query request", m.query_latency.clone());
-        registry.register("cosigned", "Checkpoints the witness cosigned", m.cosigned.clone());
-        registry.register("entries_synced", "Entries mirrored and verified", m.entries_synced.clone());
+        registry.register(
+            "query_duration_seconds",
+            "Time per Query request",
+            m.query_latency.clone(),
+        );
+        registry.register(
+            "cosigned",
+            "Checkpoints the witness cosigned",
+            m.cosigned.clone(),
+        );
+        registry.register(
+            "entries_synced",
+            "Entries mirrored and verified",
+            m.entries_synced.clone(),
+        );
         Metrics { registry, ..m }
     }
 
     /// Counts a failure.
     pub fn fail(&self, origin: &str, kind: &str) {
         self.failures
-            .get_or_create(&KindLabel { origin: origin.into(), kind: kind.into() })
+            .get_or_create(&KindLabel {
+                origin: origin.into(),
+                kind: kind.into(),
+            })
             .inc();
     }
 

@@ -19,36 +19,62 @@ pub trait SyncProgress: Send + Sync {
 /// Logs a line when a sync starts, every 10 seconds, and when it ends.
 #[derive(Default)]
 pub struct LogLines {
-    started: Mutex<Vec<(KeyName, Instant, u64, u64, Instant)>>,
+    started: Mutex<Vec<Running>>,
+}
+
+struct Running {
+    origin: KeyName,
+    began: Instant,
+    from: u64,
+    to: u64,
+    at: u64,
+    last: Instant,
 }
 
 impl SyncProgress for LogLines {
     fn start(&self, origin: &KeyName, from: u64, to: u64) {
         tracing::info!(%origin, "syncing entries {from}..{to}");
         if let Ok(mut s) = self.started.lock() {
-            s.retain(|(o, ..)| o != origin);
-            s.push((origin.clone(), Instant::now(), from, to, Instant::now()));
+            s.retain(|p| p.origin != *origin);
+            let now = Instant::now();
+            s.push(Running {
+                origin: origin.clone(),
+                began: now,
+                from,
+                to,
+                at: from,
+                last: now,
+            });
         }
     }
 
     fn advance(&self, origin: &KeyName, at: u64) {
-        let Ok(mut s) = self.started.lock() else { return };
-        if let Some((_, began, from, to, last)) = s.iter_mut().find(|(o, ..)| o == origin) {
-            if last.elapsed().as_secs() >= 10 {
-                *last = Instant::now();
-                let rate = (at - *from) as f64 / began.elapsed().as_secs_f64().max(0.001);
-                let eta = (*to - at) as f64 / rate.max(1.0);
-                tracing::info!(%origin, "synced {at} of {to} ({rate:.0} entries/s, {eta:.0} s left)");
+        let Ok(mut s) = self.started.lock() else {
+            return;
+        };
+        if let Some(p) = s.iter_mut().find(|p| p.origin == *origin) {
+            p.at = at;
+            if p.last.elapsed().as_secs() >= 10 {
+                p.last = Instant::now();
+                let rate = (at - p.from) as f64 / p.began.elapsed().as_secs_f64().max(0.001);
+                let eta = (p.to - at) as f64 / rate.max(1.0);
+                tracing::info!(%origin, "synced {at} of {} ({rate:.0} entries/s, {eta:.0} s left)", p.to);
             }
         }
     }
 
     fn finish(&self, origin: &KeyName) {
-        let Ok(mut s) = self.started.lock() else { return };
-        if let Some(i) = s.iter().position(|(o, ..)| o == origin) {
-            let (_, began, from, to, _) = s.remove(i);
-            let secs = began.elapsed().as_secs_f64();
-            tracing::info!(%origin, "synced entries {from}..{to} in {secs:.1} s ({:.0} entries/s)", (to - from) as f64 / secs.max(0.001));
+        let Ok(mut s) = self.started.lock() else {
+            return;
+        };
+        if let Some(i) = s.iter().position(|p| p.origin == *origin) {
+            let p = s.remove(i);
+            let secs = p.began.elapsed().as_secs_f64();
+            if p.at == p.to {
+                tracing::info!(%origin, "synced entries {}..{} in {secs:.1} s ({:.0} entries/s)", p.from, p.to, (p.to - p.from) as f64 / secs.max(0.001));
+            } else {
+                tracing::info!(%origin, "sync stopped at {} of {} after {secs:.1} s", p.at, p.to);
+            }
         }
     }
 }

@@ -6,7 +6,7 @@
 //! that is syncing, never reached, or excluded is *unavailable*, and never counts as support.
 
 use tally_core::policy::{Policy, Vote};
-use tally_core::{KeyName, StorePath, StorePathHash};
+use tally_core::{Attestation, Hash, KeyName, StorePath, StorePathHash};
 use tally_proto::v1;
 use tally_store::{MirrorStore, StoreError};
 
@@ -42,7 +42,11 @@ pub(crate) fn answer(
     paths: &[String],
     proofs: bool,
 ) -> Result<Vec<v1::PathVerdict>, QueryError> {
-    let hashes = paths.iter().map(|p| path_hash(p)).collect::<Result<Vec<_>, _>>().map_err(QueryError::Path)?;
+    let hashes = paths
+        .iter()
+        .map(|p| path_hash(p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(QueryError::Path)?;
     let voters = origins
         .iter()
         .map(|o| {
@@ -73,27 +77,64 @@ pub(crate) fn answer(
     for (path, hash) in paths.iter().zip(&hashes) {
         let mut votes = Vec::with_capacity(origins.len());
         let mut logs = Vec::with_capacity(origins.len());
+        // Agreeing logs attest the same bytes: read and decode each distinct entry once.
+        let mut decoded: Vec<(Hash, Attestation)> = Vec::new();
         for (origin, voter) in origins.iter().zip(&voters) {
             let (vote, proto) = match voter {
                 Voter::Unavailable(why) => (
                     Vote::Unavailable(why.clone()),
-                    v1::LogVote { origin: origin.to_string(), vote: v1::Vote::Unavailable.into(), reason: why.clone(), proof: None },
+                    v1::LogVote {
+                        origin: origin.to_string(),
+                        vote: v1::Vote::Unavailable.into(),
+                        reason: why.clone(),
+                        proof: None,
+                    },
                 ),
                 Voter::Ready(view, note) => {
-                    let found = view.lookup(hash)?;
-                    let proof = if proofs { view.answer(hash)?.as_ref().map(Into::into) } else { None };
-                    let kind = if found.is_some() { v1::Vote::Present } else { v1::Vote::Absent };
+                    let found = match view.lookup_value(hash)? {
+                        None => None,
+                        Some(value) => match decoded.iter().find(|(h, _)| *h == value.entry_hash) {
+                            Some((_, a)) => Some(a.clone()),
+                            None => {
+                                let a = view.attestation(value.leaf_index)?;
+                                decoded.push((value.entry_hash, a.clone()));
+                                Some(a)
+                            }
+                        },
+                    };
+                    let proof = if proofs {
+                        view.answer(hash)?.as_ref().map(Into::into)
+                    } else {
+                        None
+                    };
+                    let kind = if found.is_some() {
+                        v1::Vote::Present
+                    } else {
+                        v1::Vote::Absent
+                    };
                     let vote = match found {
-                        Some((_, a)) => Vote::Present(Box::new(a)),
+                        Some(a) => Vote::Present(Box::new(a)),
                         None => Vote::Absent,
                     };
-                    (vote, v1::LogVote { origin: origin.to_string(), vote: kind.into(), reason: note.clone(), proof })
+                    (
+                        vote,
+                        v1::LogVote {
+                            origin: origin.to_string(),
+                            vote: kind.into(),
+                            reason: note.clone(),
+                            proof,
+                        },
+                    )
                 }
             };
             votes.push((origin.clone(), vote));
             logs.push(proto);
         }
-        let mut result = v1::PathVerdict { path: path.clone(), logs, ..Default::default() };
+        let mut result = v1::PathVerdict {
+            path: path.clone(),
+            logs,
+            ..Default::default()
+        };
         tally_proto::set_verdict(&mut result, &policy.decide(&votes));
         results.push(result);
     }

@@ -16,7 +16,9 @@ pub(crate) struct Remote {
 impl Remote {
     /// Connects.
     pub(crate) async fn connect(url: &str) -> Result<Remote, String> {
-        let address: Address = url.parse().map_err(|e: client::ClientError| e.to_string())?;
+        let address: Address = url
+            .parse()
+            .map_err(|e: client::ClientError| e.to_string())?;
         let client = client::connect(&address, BearerToken::default())
             .await
             .map_err(|e| e.to_string())?;
@@ -24,7 +26,10 @@ impl Remote {
     }
 
     /// The log's latest checkpoint, verified with its key.
-    pub(crate) async fn checkpoint(&mut self, key: &VerifyingKey) -> Result<StoredCheckpoint, String> {
+    pub(crate) async fn checkpoint(
+        &mut self,
+        key: &VerifyingKey,
+    ) -> Result<StoredCheckpoint, String> {
         let note = self
             .client
             .get_checkpoint(v1::GetCheckpointRequest {})
@@ -32,7 +37,8 @@ impl Remote {
             .map_err(|s| format!("GetCheckpoint: {}", s.message()))?
             .into_inner()
             .note;
-        tally_core::SignedCheckpoint::open(&note, key).map_err(|e| format!("its checkpoint does not verify: {e}"))?;
+        tally_core::SignedCheckpoint::open(&note, key)
+            .map_err(|e| format!("its checkpoint does not verify: {e}"))?;
         StoredCheckpoint::from_note(note).map_err(|e| e.to_string())
     }
 
@@ -44,16 +50,26 @@ impl Remote {
             let page_end = (at + PAGE).min(end);
             let mut stream = self
                 .client
-                .get_entries(v1::GetEntriesRequest { start: at, end: page_end })
+                .get_entries(v1::GetEntriesRequest {
+                    start: at,
+                    end: page_end,
+                })
                 .await
                 .map_err(|s| format!("GetEntries {at}..{page_end}: {}", s.message()))?
                 .into_inner();
-            while let Some(e) = stream.message().await.map_err(|s| format!("GetEntries: {}", s.message()))? {
-                if e.index != at {
-                    return Err(format!("GetEntries returned entry {} where {at} was due", e.index));
+            while let Some(page) = stream
+                .message()
+                .await
+                .map_err(|s| format!("GetEntries: {}", s.message()))?
+            {
+                if page.start != at {
+                    return Err(format!(
+                        "GetEntries returned entries from {} where {at} was due",
+                        page.start
+                    ));
                 }
-                out.push(e.data);
-                at += 1;
+                at += page.entries.len() as u64;
+                out.extend(page.entries);
             }
             if at != page_end {
                 return Err(format!("GetEntries stopped at {at} of {page_end}"));
@@ -66,12 +82,18 @@ impl Remote {
     pub(crate) async fn consistency(&mut self, old: u64, new: u64) -> Result<Vec<Hash>, String> {
         let p = self
             .client
-            .get_consistency_proof(v1::GetConsistencyProofRequest { old_size: old, new_size: new })
+            .get_consistency_proof(v1::GetConsistencyProofRequest {
+                old_size: old,
+                new_size: new,
+            })
             .await
             .map_err(|s| format!("GetConsistencyProof {old}→{new}: {}", s.message()))?
             .into_inner();
         if (p.old_size, p.new_size) != (old, new) {
-            return Err(format!("asked for a proof {old}→{new}, got {}→{}", p.old_size, p.new_size));
+            return Err(format!(
+                "asked for a proof {old}→{new}, got {}→{}",
+                p.old_size, p.new_size
+            ));
         }
         tally_core::tlog::ConsistencyProof::try_from(&p)
             .map(|p| p.hashes)

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use tally_core::cosignature::Cosigner;
 use tally_proto::v1::aggregator_server::AggregatorServer;
 use tally_store::MirrorStore;
@@ -27,11 +28,18 @@ fn config_error(option: &str, problem: impl ToString) -> AggregatorError {
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> AggregatorError {
-    move |source| AggregatorError::Io { what: what.into(), source }
+    move |source| AggregatorError::Io {
+        what: what.into(),
+        source,
+    }
 }
 
 /// Runs the aggregator until `shutdown` is cancelled.
-pub async fn serve(config: Config, progress: Arc<dyn SyncProgress>, shutdown: CancellationToken) -> Result<(), AggregatorError> {
+pub async fn serve(
+    config: Config,
+    progress: Arc<dyn SyncProgress>,
+    shutdown: CancellationToken,
+) -> Result<(), AggregatorError> {
     config.validate()?;
     let cosigner = match &config.witness_key_file {
         Some(path) => Some(Cosigner::new(
@@ -39,7 +47,10 @@ pub async fn serve(config: Config, progress: Arc<dyn SyncProgress>, shutdown: Ca
         )),
         None => None,
     };
-    std::fs::create_dir_all(&config.data_dir).map_err(io(format!("creating data_dir {}", config.data_dir.display())))?;
+    std::fs::create_dir_all(&config.data_dir).map_err(io(format!(
+        "creating data_dir {}",
+        config.data_dir.display()
+    )))?;
     let origins = config.origins();
     let store = {
         let (path, origins, cache) = (config.database(), origins.clone(), config.cache_mb << 20);
@@ -53,14 +64,26 @@ pub async fn serve(config: Config, progress: Arc<dyn SyncProgress>, shutdown: Ca
         if EXCLUDING.contains(&record.kind.as_str()) {
             for o in &record.origins {
                 if let Some(origin) = origins.iter().find(|k| k.as_str() == o) {
-                    statuses.exclude(origin, format!("{} evidence #{}: {}", record.kind, record.id, record.summary));
+                    statuses.exclude(
+                        origin,
+                        format!(
+                            "{} evidence #{}: {}",
+                            record.kind, record.id, record.summary
+                        ),
+                    );
                 }
             }
         }
     }
     let metrics = Arc::new(Metrics::new());
     let keys: Vec<_> = config.logs.iter().map(|l| l.vkey.clone()).collect();
-    let witness = cosigner.map(|cosigner| Arc::new(Witness { cosigner, store: Arc::clone(&store), keys: keys.clone() }));
+    let witness = cosigner.map(|cosigner| {
+        Arc::new(Witness {
+            cosigner,
+            store: Arc::clone(&store),
+            keys: keys.clone(),
+        })
+    });
     let evidence = Arc::new(EvidenceSink {
         store: Arc::clone(&store),
         statuses: Arc::clone(&statuses),
@@ -68,12 +91,18 @@ pub async fn serve(config: Config, progress: Arc<dyn SyncProgress>, shutdown: Ca
         keys,
     });
 
-    let listener = TcpListener::bind(config.listen).await.map_err(io(format!("listen on {}", config.listen)))?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(io(format!("listen on {}", config.listen)))?;
     let mut followers = tokio::task::JoinSet::new();
     for log in &config.logs {
         let follower = Follower {
             log: log.clone(),
-            others: origins.iter().filter(|o| **o != log.origin).cloned().collect(),
+            others: origins
+                .iter()
+                .filter(|o| **o != log.origin)
+                .cloned()
+                .collect(),
             store: Arc::clone(&store),
             statuses: Arc::clone(&statuses),
             metrics: Arc::clone(&metrics),
@@ -95,8 +124,18 @@ pub async fn serve(config: Config, progress: Arc<dyn SyncProgress>, shutdown: Ca
         witness,
     };
     let grpc = AggregatorServer::new(shared.clone()).max_encoding_message_size(256 << 20);
-    let app = tonic::service::Routes::new(grpc).into_axum_router().merge(http::router(shared));
-    tracing::info!(logs = origins.len(), "serving gRPC and HTTP on {}", config.listen);
+    let app = tonic::service::Routes::new(grpc)
+        .into_axum_router()
+        .merge(http::router(shared));
+    tracing::info!(
+        logs = origins.len(),
+        "serving gRPC and HTTP on {}",
+        config.listen
+    );
+    // Small answers must not wait out Nagle's algorithm and the peer's delayed ACK.
+    let listener = listener.tap_io(|stream| {
+        let _ = stream.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await

@@ -60,15 +60,23 @@ fn summary(r: &EvidenceRecord) -> v1::EvidenceSummary {
 
 #[tonic::async_trait]
 impl Aggregator for Shared {
-    async fn query(&self, request: Request<v1::QueryRequest>) -> Result<Response<v1::QueryResponse>, Status> {
+    async fn query(
+        &self,
+        request: Request<v1::QueryRequest>,
+    ) -> Result<Response<v1::QueryResponse>, Status> {
         let start = Instant::now();
         let r = request.into_inner();
         if r.paths.len() > MAX_PATHS {
-            return Err(Status::invalid_argument(format!("{} paths in one query; ask for at most {MAX_PATHS} at a time", r.paths.len())));
+            return Err(Status::invalid_argument(format!(
+                "{} paths in one query; ask for at most {MAX_PATHS} at a time",
+                r.paths.len()
+            )));
         }
         let policy = match r.policy.trim() {
             "" => self.policy.clone(),
-            text => text.parse::<Policy>().map_err(|e| Status::invalid_argument(e.to_string()))?,
+            text => text
+                .parse::<Policy>()
+                .map_err(|e| Status::invalid_argument(e.to_string()))?,
         };
         policy
             .check(&self.origins())
@@ -77,18 +85,36 @@ impl Aggregator for Shared {
         let applied = policy.to_string();
         let results = self
             .blocking(move |s| {
-                query::answer(&s.store, &s.statuses, &s.origins(), &policy, &r.paths, r.proofs).map_err(|e| match e {
-                    QueryError::Path(p) => Status::invalid_argument(format!("not a store path or hash part: {p}")),
+                query::answer(
+                    &s.store,
+                    &s.statuses,
+                    &s.origins(),
+                    &policy,
+                    &r.paths,
+                    r.proofs,
+                )
+                .map_err(|e| match e {
+                    QueryError::Path(p) => {
+                        Status::invalid_argument(format!("not a store path or hash part: {p}"))
+                    }
                     QueryError::Store(e) => internal(e),
                 })
             })
             .await?;
         self.metrics.queried_paths.inc_by(n);
-        self.metrics.query_latency.observe(start.elapsed().as_secs_f64());
-        Ok(Response::new(v1::QueryResponse { policy: applied, results }))
+        self.metrics
+            .query_latency
+            .observe(start.elapsed().as_secs_f64());
+        Ok(Response::new(v1::QueryResponse {
+            policy: applied,
+            results,
+        }))
     }
 
-    async fn list_logs(&self, _request: Request<v1::ListLogsRequest>) -> Result<Response<v1::ListLogsResponse>, Status> {
+    async fn list_logs(
+        &self,
+        _request: Request<v1::ListLogsRequest>,
+    ) -> Result<Response<v1::ListLogsResponse>, Status> {
         let logs = self
             .blocking(|s| {
                 s.logs
@@ -101,12 +127,23 @@ impl Aggregator for Shared {
                             origin: l.origin.to_string(),
                             name: l.name.clone().unwrap_or_default(),
                             urls: l.urls.clone(),
-                            state: status.as_ref().map_or("syncing", |s| s.state.name()).to_owned(),
-                            detail: status.as_ref().map(|s| s.detail.clone()).unwrap_or_default(),
-                            verified_size: state.verified.as_ref().map_or(0, |c| c.checkpoint.tree.size),
+                            state: status
+                                .as_ref()
+                                .map_or("syncing", |s| s.state.name())
+                                .to_owned(),
+                            detail: status
+                                .as_ref()
+                                .map(|s| s.detail.clone())
+                                .unwrap_or_default(),
+                            verified_size: state
+                                .verified
+                                .as_ref()
+                                .map_or(0, |c| c.checkpoint.tree.size),
                             synced_size: state.size,
                             latest_size: status.as_ref().map_or(0, |s| s.latest_size),
-                            last_success_unix: status.and_then(|s| s.last_success).map_or(0, |t| i64::try_from(t).unwrap_or(0)),
+                            last_success_unix: status
+                                .and_then(|s| s.last_success)
+                                .map_or(0, |t| i64::try_from(t).unwrap_or(0)),
                             verified: state.verified.map(|c| v1::Checkpoint { note: c.note }),
                             cosigned: cosigned.map(|c| v1::Checkpoint { note: c.note }),
                         })
@@ -117,7 +154,10 @@ impl Aggregator for Shared {
         Ok(Response::new(v1::ListLogsResponse { logs }))
     }
 
-    async fn list_evidence(&self, request: Request<v1::ListEvidenceRequest>) -> Result<Response<v1::ListEvidenceResponse>, Status> {
+    async fn list_evidence(
+        &self,
+        request: Request<v1::ListEvidenceRequest>,
+    ) -> Result<Response<v1::ListEvidenceResponse>, Status> {
         let origin = request.into_inner().origin;
         let evidence = self
             .blocking(move |s| {
@@ -132,17 +172,27 @@ impl Aggregator for Shared {
         Ok(Response::new(v1::ListEvidenceResponse { evidence }))
     }
 
-    async fn get_evidence(&self, request: Request<v1::GetEvidenceRequest>) -> Result<Response<v1::Evidence>, Status> {
+    async fn get_evidence(
+        &self,
+        request: Request<v1::GetEvidenceRequest>,
+    ) -> Result<Response<v1::Evidence>, Status> {
         let id = request.into_inner().id;
         let record = self
             .blocking(move |s| s.store.evidence(id).map_err(internal))
             .await?
             .ok_or_else(|| Status::not_found(format!("no evidence #{id}")))?;
-        Ok(Response::new(v1::Evidence { summary: Some(summary(&record)), bundle_json: record.bundle }))
+        Ok(Response::new(v1::Evidence {
+            summary: Some(summary(&record)),
+            bundle_json: record.bundle,
+        }))
     }
 
-    async fn get_cosigned_checkpoint(&self, request: Request<v1::GetCosignedCheckpointRequest>) -> Result<Response<v1::Checkpoint>, Status> {
-        let origin = KeyName::new(&request.into_inner().origin).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    async fn get_cosigned_checkpoint(
+        &self,
+        request: Request<v1::GetCosignedCheckpointRequest>,
+    ) -> Result<Response<v1::Checkpoint>, Status> {
+        let origin = KeyName::new(&request.into_inner().origin)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let o = origin.clone();
         let note = self
             .blocking(move |s| s.store.cosigned(&o).map_err(internal))

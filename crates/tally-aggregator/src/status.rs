@@ -49,7 +49,9 @@ pub struct LogStatus {
 pub struct Statuses(RwLock<BTreeMap<KeyName, LogStatus>>);
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Statuses {
@@ -76,13 +78,12 @@ impl Statuses {
     }
 
     fn update(&self, origin: &KeyName, f: impl FnOnce(&mut LogStatus)) {
-        if let Ok(mut map) = self.0.write() {
-            if let Some(s) = map.get_mut(origin) {
-                // Once excluded, a log stays excluded.
-                if s.state != State::Excluded {
-                    f(s);
-                }
-            }
+        // Once excluded, a log stays excluded.
+        if let Ok(mut map) = self.0.write()
+            && let Some(s) = map.get_mut(origin)
+            && s.state != State::Excluded
+        {
+            f(s);
         }
     }
 

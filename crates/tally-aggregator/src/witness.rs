@@ -29,7 +29,9 @@ pub struct Witness {
 pub type Reply = (u16, &'static str, Vec<u8>);
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn text(code: u16, body: impl Into<String>) -> Reply {
@@ -77,12 +79,22 @@ impl Witness {
             .keys
             .iter()
             .find(|k| *k.name() == checkpoint.checkpoint.origin)
-            .ok_or_else(|| StoreError::Corrupt { what: "witness", detail: format!("no key for {}", checkpoint.checkpoint.origin) })?;
-        let mut signed = SignedCheckpoint::open(&checkpoint.note, key).map_err(|e| StoreError::Corrupt { what: "witness", detail: e.to_string() })?;
+            .ok_or_else(|| StoreError::Corrupt {
+                what: "witness",
+                detail: format!("no key for {}", checkpoint.checkpoint.origin),
+            })?;
+        let mut signed =
+            SignedCheckpoint::open(&checkpoint.note, key).map_err(|e| StoreError::Corrupt {
+                what: "witness",
+                detail: e.to_string(),
+            })?;
         let line = self.cosigner.cosign(signed.note().text(), now());
         signed
             .add_cosignature(line)
-            .map_err(|e| StoreError::Corrupt { what: "witness", detail: e.to_string() })?;
+            .map_err(|e| StoreError::Corrupt {
+                what: "witness",
+                detail: e.to_string(),
+            })?;
         Ok(signed.to_bytes())
     }
 
@@ -110,7 +122,13 @@ impl Witness {
         };
         let new = signed.checkpoint().tree;
         if request.old_size > new.size {
-            return Ok(text(400, format!("old size {} is above the checkpoint's {}\n", request.old_size, new.size)));
+            return Ok(text(
+                400,
+                format!(
+                    "old size {} is above the checkpoint's {}\n",
+                    request.old_size, new.size
+                ),
+            ));
         }
         let origin = signed.checkpoint().origin.clone();
         let current = self.store.cosigned(&origin)?;
@@ -120,22 +138,44 @@ impl Witness {
         }
         let old = match &current {
             Some(c) => c.checkpoint.tree,
-            None => TreeHead { size: 0, root: tally_core::tlog::empty_root() },
+            None => TreeHead {
+                size: 0,
+                root: tally_core::tlog::empty_root(),
+            },
         };
         if old.size == new.size {
             if old.root != new.root {
-                return Ok(text(409, "a checkpoint of this size with another root was already cosigned\n"));
+                return Ok(text(
+                    409,
+                    "a checkpoint of this size with another root was already cosigned\n",
+                ));
             }
         } else {
-            let proof = ConsistencyProof { old_size: old.size, new_size: new.size, hashes: request.proof.clone() };
+            let proof = ConsistencyProof {
+                old_size: old.size,
+                new_size: new.size,
+                hashes: request.proof.clone(),
+            };
             if let Err(e) = proof.verify(&old, &new) {
-                return Ok(text(422, format!("consistency proof from {} to {} does not verify: {e}\n", old.size, new.size)));
+                return Ok(text(
+                    422,
+                    format!(
+                        "consistency proof from {} to {} does not verify: {e}\n",
+                        old.size, new.size
+                    ),
+                ));
             }
         }
-        let stored = StoredCheckpoint { checkpoint: signed.checkpoint().clone(), note: signed.to_bytes() };
+        let stored = StoredCheckpoint {
+            checkpoint: signed.checkpoint().clone(),
+            note: signed.to_bytes(),
+        };
         let cosigned = self.cosign(&stored)?;
         let line = {
-            let note = tally_core::Note::parse(&cosigned).map_err(|e| StoreError::Corrupt { what: "witness", detail: e.to_string() })?;
+            let note = tally_core::Note::parse(&cosigned).map_err(|e| StoreError::Corrupt {
+                what: "witness",
+                detail: e.to_string(),
+            })?;
             let id = self.cosigner.verifier().key_id();
             note.signatures()
                 .iter()

@@ -4,6 +4,7 @@ use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
 use std::path::Path;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use tally_proto::v1::log_server::LogServer;
 use tally_store::{LogStore, Spool};
 use tokio::net::{TcpListener, UnixListener};
@@ -127,6 +128,10 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Lo
         shutdown.clone(),
     ));
     drop(sequencer);
+    // Small answers (checkpoints, proofs) must not wait out Nagle's algorithm.
+    let tcp = tcp.tap_io(|stream| {
+        let _ = stream.set_nodelay(true);
+    });
     let tcp_server =
         axum::serve(tcp, tcp_app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let unix_server =

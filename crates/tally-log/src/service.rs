@@ -19,6 +19,9 @@ use crate::sequencer::{Sequencer, SubmitError};
 /// The most entries one `GetEntries` request may ask for.
 pub const MAX_ENTRIES_PER_REQUEST: u64 = 1000;
 
+/// Entries per `GetEntries` message: the size of a tlog-tiles entry bundle.
+const PAGE: usize = 256;
+
 /// The service, as served on one listener.
 #[derive(Clone)]
 pub struct LogService {
@@ -167,7 +170,7 @@ impl Log for LogService {
         }))
     }
 
-    type GetEntriesStream = tokio_stream::Iter<std::vec::IntoIter<Result<v1::Entry, Status>>>;
+    type GetEntriesStream = tokio_stream::Iter<std::vec::IntoIter<Result<v1::EntryPage, Status>>>;
 
     async fn get_entries(
         &self,
@@ -180,12 +183,18 @@ impl Log for LogService {
             )));
         }
         let entries = self.reader()?.entries(start, end).map_err(store_status)?;
-        let items: Vec<_> = entries
-            .into_iter()
-            .zip(start..)
-            .map(|(data, index)| Ok(v1::Entry { index, data }))
+        // One message per entry would cost a frame, a wake-up and a decode each.
+        let pages: Vec<_> = entries
+            .chunks(PAGE)
+            .zip((start..).step_by(PAGE))
+            .map(|(chunk, first)| {
+                Ok(v1::EntryPage {
+                    start: first,
+                    entries: chunk.to_vec(),
+                })
+            })
             .collect();
-        Ok(Response::new(tokio_stream::iter(items)))
+        Ok(Response::new(tokio_stream::iter(pages)))
     }
 
     async fn get_inclusion_proof(

@@ -3,10 +3,10 @@
 //! Wire to core is fallible (`TryFrom`): a peer may send hashes of the wrong length.
 
 use tally_core::answer::{AnswerEntry, LogAnswer};
-use tally_core::policy::{Candidate, Verdict};
-use tally_core::{Hash, KeyName, StorePath};
 use tally_core::map::{MapKey, MapProof, MapValue, Terminal};
+use tally_core::policy::{Candidate, Verdict};
 use tally_core::tlog::{ConsistencyProof, InclusionProof};
+use tally_core::{Hash, KeyName, StorePath};
 
 use crate::v1;
 
@@ -178,7 +178,10 @@ impl TryFrom<&v1::Candidate> for Candidate {
             references: c
                 .references
                 .iter()
-                .map(|r| StorePath::parse_lenient(r).map_err(|_| WireError::Invalid("candidate reference")))
+                .map(|r| {
+                    StorePath::parse_lenient(r)
+                        .map_err(|_| WireError::Invalid("candidate reference"))
+                })
                 .collect::<Result<_, _>>()?,
             origins: c
                 .origins
@@ -210,14 +213,27 @@ pub fn set_verdict(out: &mut v1::PathVerdict, verdict: &Verdict) {
 
 /// The verdict a [`v1::PathVerdict`] carries.
 pub fn verdict(v: &v1::PathVerdict) -> Result<Verdict, WireError> {
-    let candidates = || v.candidates.iter().map(TryInto::try_into).collect::<Result<Vec<_>, _>>();
+    let candidates = || {
+        v.candidates
+            .iter()
+            .map(TryInto::try_into)
+            .collect::<Result<Vec<_>, _>>()
+    };
     match v.status() {
         v1::Status::Trusted => Ok(Verdict::Trusted {
-            agreed: v.agreed.as_ref().ok_or(WireError::Missing("agreed"))?.try_into()?,
+            agreed: v
+                .agreed
+                .as_ref()
+                .ok_or(WireError::Missing("agreed"))?
+                .try_into()?,
             dissent: candidates()?,
         }),
-        v1::Status::Disputed => Ok(Verdict::Disputed { candidates: candidates()? }),
-        v1::Status::Unknown => Ok(Verdict::Unknown { reason: v.reason.clone() }),
+        v1::Status::Disputed => Ok(Verdict::Disputed {
+            candidates: candidates()?,
+        }),
+        v1::Status::Unknown => Ok(Verdict::Unknown {
+            reason: v.reason.clone(),
+        }),
         v1::Status::Unspecified => Err(WireError::Missing("status")),
     }
 }

@@ -19,11 +19,28 @@ pub(crate) const PAGE_BUDGET: usize = 4064;
 pub(crate) type EntryTable<'a> = TableDefinition<'a, u64, &'static [u8]>;
 
 fn decode(first: u64, blob: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut out = Vec::new();
+    decode_into(first, blob, 0..u64::MAX, &mut out)?;
+    Ok(out)
+}
+
+/// Decompresses a run starting at entry `first` and copies out the entries in `wanted`.
+fn decode_into(
+    first: u64,
+    blob: &[u8],
+    wanted: std::ops::Range<u64>,
+    out: &mut Vec<Vec<u8>>,
+) -> Result<(), StoreError> {
     let raw = lz4_flex::decompress_size_prepended(blob)
         .map_err(|e| StoreError::corrupt("entry page", format!("page {first}: {e}")))?;
     let entries = tiles::bundle_entries(&raw)
         .map_err(|e| StoreError::corrupt("entry page", format!("page {first}: {e}")))?;
-    Ok(entries.into_iter().map(<[u8]>::to_vec).collect())
+    for (i, entry) in entries.into_iter().enumerate() {
+        if wanted.contains(&(first + i as u64)) {
+            out.push(entry.to_vec());
+        }
+    }
+    Ok(())
 }
 
 fn encode(entries: &[impl AsRef<[u8]>]) -> (Vec<u8>, usize) {
@@ -44,21 +61,18 @@ pub(crate) fn read<T: ReadableTable<u64, &'static [u8]>>(
     if start >= end {
         return Ok(out);
     }
-    // The run holding `start` begins at or before it.
-    let first = table
+    // The run holding `start` begins at or before it; later runs follow in key order.
+    let (first, blob) = table
         .range(..=start)?
         .next_back()
         .transpose()?
-        .map(|(k, _)| k.value())
+        .map(|(k, v)| (k.value(), v))
         .ok_or_else(|| StoreError::corrupt("entry page", format!("no page holds entry {start}")))?;
-    for page in table.range(first..end)? {
-        let (k, v) = page?;
-        let page_first = k.value();
-        for (i, entry) in decode(page_first, v.value())?.into_iter().enumerate() {
-            let index = page_first + i as u64;
-            if (start..end).contains(&index) {
-                out.push(entry);
-            }
+    decode_into(first, blob.value(), start..end, &mut out)?;
+    if (out.len() as u64) < end - start {
+        for page in table.range(first + 1..end)? {
+            let (k, v) = page?;
+            decode_into(k.value(), v.value(), start..end, &mut out)?;
         }
     }
     if out.len() as u64 != end - start {

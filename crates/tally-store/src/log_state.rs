@@ -13,10 +13,21 @@ use crate::map_top::MapTop;
 /// The meta key holding a log's tree size.
 pub(crate) const SIZE: &str = "size";
 
-/// The tree size recorded in a meta table (0 for a new log).
-pub(crate) fn stored_size(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<u64, StoreError> {
+/// The tree size recorded in a meta table: 0 for a new log, and for a log written before
+/// the size had its own key, the size of its latest checkpoint.
+pub(crate) fn stored_size(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<u64, StoreError> {
     match meta.get(SIZE)? {
-        None => Ok(0),
+        None => Ok(match meta.get(crate::log_store::CHECKPOINT)? {
+            Some(note) => {
+                crate::StoredCheckpoint::from_note(note.value().to_vec())?
+                    .checkpoint
+                    .tree
+                    .size
+            }
+            None => 0,
+        }),
         Some(v) => {
             let bytes: [u8; 8] = v
                 .value()
@@ -28,7 +39,10 @@ pub(crate) fn stored_size(meta: &impl ReadableTable<&'static str, &'static [u8]>
 }
 
 /// Records the tree size in a meta table.
-pub(crate) fn store_size(meta: &mut redb::Table<'_, &'static str, &'static [u8]>, size: u64) -> Result<(), StoreError> {
+pub(crate) fn store_size(
+    meta: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    size: u64,
+) -> Result<(), StoreError> {
     meta.insert(SIZE, size.to_be_bytes().as_slice())?;
     Ok(())
 }
@@ -66,7 +80,11 @@ impl LogState {
 
     /// Applies a committed batch's top nodes. The caller must have dropped its own
     /// reference from [`LogState::top`], so the top is updated in place.
-    pub(crate) fn apply(&self, size: u64, nodes: Vec<(MapNodeId, MapNode)>) -> Result<(), StoreError> {
+    pub(crate) fn apply(
+        &self,
+        size: u64,
+        nodes: Vec<(MapNodeId, MapNode)>,
+    ) -> Result<(), StoreError> {
         let mut guard = self.top.write().map_err(|_| poisoned())?;
         Arc::make_mut(&mut guard).apply(size, nodes);
         Ok(())
@@ -85,6 +103,9 @@ impl LogState {
             }
             std::thread::yield_now();
         }
-        Err(StoreError::corrupt("map top", "does not catch up with the latest commit"))
+        Err(StoreError::corrupt(
+            "map top",
+            "does not catch up with the latest commit",
+        ))
     }
 }

@@ -19,8 +19,8 @@ use tally_core::map::{MapKey, MapValue};
 use tally_core::{Attestation, Checkpoint, Hash, Note, SignedCheckpoint, SigningKey};
 
 use crate::StoreError;
-use crate::log_tables::{Conflict, LogReader, Outcome, TableNames, WriteTables};
 use crate::log_state::{LogState, poisoned};
+use crate::log_tables::{Conflict, LogReader, Outcome, TableNames, WriteTables};
 use crate::map_top::MapTop;
 
 /// The meta key of a log's latest checkpoint (a mirror's verified one).

@@ -6,9 +6,9 @@
 //! map node always land in the same transaction.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use redb::{ReadTransaction, Table, TableDefinition, WriteTransaction};
+use redb::{ReadOnlyTable, ReadTransaction, Table, TableDefinition, WriteTransaction};
 use tally_core::map::{self, MapKey, MapValue};
 use tally_core::tlog::{self, HashReader, TreeHead};
 use tally_core::{Attestation, Hash};
@@ -209,6 +209,10 @@ pub struct LogReader {
     names: TableNames,
     size: u64,
     top: Arc<MapTop>,
+    // Opened on first use: a lookup touches each table several times.
+    entry_table: OnceLock<ReadOnlyTable<u64, &'static [u8]>>,
+    hash_table: OnceLock<ReadOnlyTable<(u8, u64), &'static [u8]>>,
+    map_table: OnceLock<ReadOnlyTable<&'static [u8], &'static [u8]>>,
 }
 
 impl LogReader {
@@ -219,6 +223,9 @@ impl LogReader {
             names,
             size: top.size(),
             top,
+            entry_table: OnceLock::new(),
+            hash_table: OnceLock::new(),
+            map_table: OnceLock::new(),
         }
     }
 
@@ -246,21 +253,26 @@ impl LogReader {
     /// Entries `[start, end)`.
     pub fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
         self.check_range(start, end)?;
-        entry_pages::read(&self.txn.open_table(self.names.entries())?, start, end)
+        let table = cached(&self.entry_table, || {
+            self.txn.open_table(self.names.entries())
+        })?;
+        entry_pages::read(table, start, end)
     }
 
-    fn hash_table(&self) -> Result<redb::ReadOnlyTable<(u8, u64), &'static [u8]>, StoreError> {
-        Ok(self.txn.open_table(self.names.hashes())?)
+    fn hash_table(&self) -> Result<&ReadOnlyTable<(u8, u64), &'static [u8]>, StoreError> {
+        cached(&self.hash_table, || {
+            self.txn.open_table(self.names.hashes())
+        })
     }
 
-    fn map_table(&self) -> Result<redb::ReadOnlyTable<&'static [u8], &'static [u8]>, StoreError> {
-        Ok(self.txn.open_table(self.names.map())?)
+    fn map_table(&self) -> Result<&ReadOnlyTable<&'static [u8], &'static [u8]>, StoreError> {
+        cached(&self.map_table, || self.txn.open_table(self.names.map()))
     }
 
     /// The root of the first `size` entries.
     pub fn tree_hash(&self, size: u64) -> Result<Hash, StoreError> {
         self.check_range(0, size)?;
-        tlog::tree_hash(size, &StoredHashes::new(&self.hash_table()?))
+        tlog::tree_hash(size, &StoredHashes::new(self.hash_table()?))
     }
 
     /// The inclusion proof for entry `index` in the tree of `size` entries.
@@ -270,7 +282,7 @@ impl LogReader {
         size: u64,
     ) -> Result<tlog::InclusionProof, StoreError> {
         self.check_range(0, size)?;
-        tlog::InclusionProof::generate(index, size, &StoredHashes::new(&self.hash_table()?))
+        tlog::InclusionProof::generate(index, size, &StoredHashes::new(self.hash_table()?))
     }
 
     /// The consistency proof from the tree of `old` entries to the tree of `new`.
@@ -280,13 +292,13 @@ impl LogReader {
         new: u64,
     ) -> Result<tlog::ConsistencyProof, StoreError> {
         self.check_range(0, new)?;
-        tlog::ConsistencyProof::generate(old, new, &StoredHashes::new(&self.hash_table()?))
+        tlog::ConsistencyProof::generate(old, new, &StoredHashes::new(self.hash_table()?))
     }
 
     /// The prefix path from `k` to `n` entries (see [`tlog::prefix_path`]).
     pub fn prefix_path(&self, k: u64, n: u64) -> Result<Vec<Hash>, StoreError> {
         self.check_range(0, n)?;
-        tlog::prefix_path(k, n, &StoredHashes::new(&self.hash_table()?))
+        tlog::prefix_path(k, n, &StoredHashes::new(self.hash_table()?))
     }
 
     /// The map's value for `key`.
@@ -295,7 +307,7 @@ impl LogReader {
         map::lookup(
             &LayeredMap {
                 top: &self.top,
-                table: &table,
+                table,
             },
             key,
         )
@@ -307,7 +319,7 @@ impl LogReader {
         map::prove(
             &LayeredMap {
                 top: &self.top,
-                table: &table,
+                table,
             },
             key,
         )
@@ -324,8 +336,9 @@ impl LogReader {
         let nodes = self.size.checked_shr(tree_level).unwrap_or(0);
         let start = index.checked_mul(tally_core::tiles::TILE_WIDTH);
         match start.and_then(|s| s.checked_add(width)) {
-            Some(end) if end <= nodes && tree_level < 64 => StoredHashes::new(&self.hash_table()?)
-                .read_run(tree_level as u8, end - width, width),
+            Some(end) if end <= nodes && tree_level < 64 => {
+                StoredHashes::new(self.hash_table()?).read_run(tree_level as u8, end - width, width)
+            }
             _ => Err(StoreError::TileOutOfRange {
                 level,
                 index,
@@ -357,6 +370,18 @@ impl LogReader {
 
     /// Reads the stored hashes of complete subtrees directly.
     pub fn read_hashes(&self, ids: &[tlog::NodeId]) -> Result<Vec<Hash>, StoreError> {
-        StoredHashes::new(&self.hash_table()?).read_hashes(ids)
+        StoredHashes::new(self.hash_table()?).read_hashes(ids)
     }
+}
+
+/// The table in `cell`, opening it with `open` the first time.
+fn cached<T>(
+    cell: &OnceLock<T>,
+    open: impl FnOnce() -> Result<T, redb::TableError>,
+) -> Result<&T, StoreError> {
+    if let Some(table) = cell.get() {
+        return Ok(table);
+    }
+    let table = open()?;
+    Ok(cell.get_or_init(|| table))
 }

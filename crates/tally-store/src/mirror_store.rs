@@ -24,17 +24,19 @@ use tally_core::map::{MapKey, MapValue};
 use tally_core::tlog::TreeHead;
 use tally_core::{Attestation, Hash, KeyName};
 
+use crate::StoreError;
 use crate::log_state::{LogState, poisoned, stored_size};
 use crate::log_store::{CHECKPOINT, StoredCheckpoint};
 use crate::log_tables::{LogReader, TableNames, WriteTables};
-use crate::StoreError;
 
 const TARGET: &str = "target";
 const CONTRADICTIONS: &str = "contradictions";
 
 const EVIDENCE: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("evidence");
-const EVIDENCE_KEYS: TableDefinition<'static, &'static str, u64> = TableDefinition::new("evidence_keys");
-const WITNESS: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("witness");
+const EVIDENCE_KEYS: TableDefinition<'static, &'static str, u64> =
+    TableDefinition::new("evidence_keys");
+const WITNESS: TableDefinition<'static, &'static str, &'static [u8]> =
+    TableDefinition::new("witness");
 
 /// Where a mirror stands.
 #[derive(Clone, Debug, Default)]
@@ -108,8 +110,14 @@ type Mapped<'a> = HashMap<MapKey, (MapValue, &'a [u8])>;
 
 impl MirrorStore {
     /// Opens (or creates) the database, with a mirror for each of `origins`.
-    pub fn open(path: &Path, origins: &[KeyName], cache_bytes: usize) -> Result<MirrorStore, StoreError> {
-        let db = redb::Builder::new().set_cache_size(cache_bytes).create(path)?;
+    pub fn open(
+        path: &Path,
+        origins: &[KeyName],
+        cache_bytes: usize,
+    ) -> Result<MirrorStore, StoreError> {
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(path)?;
         let txn = db.begin_write()?;
         txn.open_table(EVIDENCE)?;
         txn.open_table(EVIDENCE_KEYS)?;
@@ -117,7 +125,10 @@ impl MirrorStore {
         txn.commit()?;
         let mut logs = BTreeMap::new();
         for origin in origins {
-            logs.insert(origin.clone(), LogState::open(&db, TableNames::new(&format!("mirror:{origin}")))?);
+            logs.insert(
+                origin.clone(),
+                LogState::open(&db, TableNames::new(&format!("mirror:{origin}")))?,
+            );
         }
         Ok(MirrorStore {
             db,
@@ -127,7 +138,9 @@ impl MirrorStore {
     }
 
     fn log(&self, origin: &KeyName) -> Result<&LogState, StoreError> {
-        self.logs.get(origin).ok_or_else(|| StoreError::corrupt("mirror", format!("{origin} is not followed")))
+        self.logs
+            .get(origin)
+            .ok_or_else(|| StoreError::corrupt("mirror", format!("{origin} is not followed")))
     }
 
     /// Where the mirror of `origin` stands.
@@ -136,7 +149,9 @@ impl MirrorStore {
         let txn = self.db.begin_read()?;
         let meta = txn.open_table(log.names.meta())?;
         let note = |key: &str| -> Result<Option<StoredCheckpoint>, StoreError> {
-            meta.get(key)?.map(|v| StoredCheckpoint::from_note(v.value().to_vec())).transpose()
+            meta.get(key)?
+                .map(|v| StoredCheckpoint::from_note(v.value().to_vec()))
+                .transpose()
         };
         Ok(MirrorState {
             size: stored_size(&meta)?,
@@ -151,22 +166,36 @@ impl MirrorStore {
     }
 
     /// Records the checkpoint being synced towards. Durable.
-    pub fn set_target(&self, origin: &KeyName, target: &StoredCheckpoint) -> Result<(), StoreError> {
+    pub fn set_target(
+        &self,
+        origin: &KeyName,
+        target: &StoredCheckpoint,
+    ) -> Result<(), StoreError> {
         let log = self.log(origin)?;
         let _writer = self.writer.lock().map_err(|_| poisoned())?;
         let txn = self.db.begin_write()?;
-        txn.open_table(log.names.meta())?.insert(TARGET, target.note.as_slice())?;
+        txn.open_table(log.names.meta())?
+            .insert(TARGET, target.note.as_slice())?;
         txn.commit()?;
         Ok(())
     }
 
     /// Appends a chunk of entries, replaying the map, if they lead to `expect.root`.
-    pub fn append(&self, origin: &KeyName, entries: &[Vec<u8>], expect: Expect<'_>) -> Result<Appended, StoreError> {
+    pub fn append(
+        &self,
+        origin: &KeyName,
+        entries: &[Vec<u8>],
+        expect: Expect<'_>,
+    ) -> Result<Appended, StoreError> {
         let log = self.log(origin)?;
         let _writer = self.writer.lock().map_err(|_| poisoned())?;
         let top = log.top()?;
         let mut txn = self.db.begin_write()?;
-        txn.set_durability(if expect.durable { Durability::Immediate } else { Durability::None })?;
+        txn.set_durability(if expect.durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })?;
         let (outcome, top_nodes, size) = {
             let mut tables = WriteTables::open(&txn, &log.names)?;
             let size = stored_size(&tables.meta)?;
@@ -177,7 +206,9 @@ impl MirrorStore {
             let mut contradictions = Vec::new();
             for (i, entry) in entries.iter().enumerate() {
                 let index = size + i as u64;
-                let Ok(a) = Attestation::decode(entry) else { continue };
+                let Ok(a) = Attestation::decode(entry) else {
+                    continue;
+                };
                 let key = MapKey::for_path(&a.output_path().hash());
                 let entry_hash = Hash::of(entry);
                 let existing = match mapped.get(&key) {
@@ -186,7 +217,10 @@ impl MirrorStore {
                 };
                 match existing {
                     None => {
-                        let value = MapValue { leaf_index: index, entry_hash };
+                        let value = MapValue {
+                            leaf_index: index,
+                            entry_hash,
+                        };
                         mapped.insert(key, (value, entry));
                         pairs.push((key, value));
                     }
@@ -207,21 +241,27 @@ impl MirrorStore {
             let appended = tables.append(size, &leaves, pairs, &top)?;
             if appended.tree.root != expect.root {
                 // Dropping the transaction aborts it.
-                return Ok(Appended::RootMismatch { computed: appended.tree });
+                return Ok(Appended::RootMismatch {
+                    computed: appended.tree,
+                });
             }
             if !contradictions.is_empty() {
                 let mut all: Vec<(u64, u64)> = match tables.meta.get(CONTRADICTIONS)? {
-                    Some(v) => serde_json::from_slice(v.value()).map_err(|e| StoreError::corrupt("contradictions", e))?,
+                    Some(v) => serde_json::from_slice(v.value())
+                        .map_err(|e| StoreError::corrupt("contradictions", e))?,
                     None => Vec::new(),
                 };
                 all.extend(contradictions);
-                let json = serde_json::to_vec(&all).map_err(|e| StoreError::corrupt("contradictions", e))?;
+                let json = serde_json::to_vec(&all)
+                    .map_err(|e| StoreError::corrupt("contradictions", e))?;
                 tables.meta.insert(CONTRADICTIONS, json.as_slice())?;
             }
             let outcome = match expect.completes {
                 None => Appended::Synced(appended.tree),
                 Some(target) if target.checkpoint.map_root != appended.map_root => {
-                    Appended::MapMismatch { computed: appended.map_root }
+                    Appended::MapMismatch {
+                        computed: appended.map_root,
+                    }
                 }
                 Some(target) => {
                     tables.meta.insert(CHECKPOINT, target.note.as_slice())?;
@@ -239,14 +279,21 @@ impl MirrorStore {
 
     /// Marks a checkpoint of the mirror's current size verified (used when a log's new
     /// checkpoint adds no entries). Its tree must be the mirror's.
-    pub fn set_verified(&self, origin: &KeyName, checkpoint: &StoredCheckpoint) -> Result<(), StoreError> {
+    pub fn set_verified(
+        &self,
+        origin: &KeyName,
+        checkpoint: &StoredCheckpoint,
+    ) -> Result<(), StoreError> {
         let log = self.log(origin)?;
         let _writer = self.writer.lock().map_err(|_| poisoned())?;
         let txn = self.db.begin_write()?;
         {
             let mut meta = txn.open_table(log.names.meta())?;
             if stored_size(&meta)? != checkpoint.checkpoint.tree.size {
-                return Err(StoreError::corrupt("mirror", "verified checkpoint is not at the mirror's size"));
+                return Err(StoreError::corrupt(
+                    "mirror",
+                    "verified checkpoint is not at the mirror's size",
+                ));
             }
             meta.insert(CHECKPOINT, checkpoint.note.as_slice())?;
             meta.remove(TARGET)?;
@@ -260,7 +307,8 @@ impl MirrorStore {
         let txn = self.db.begin_read()?;
         let meta = txn.open_table(self.log(origin)?.names.meta())?;
         match meta.get(CONTRADICTIONS)? {
-            Some(v) => serde_json::from_slice(v.value()).map_err(|e| StoreError::corrupt("contradictions", e)),
+            Some(v) => serde_json::from_slice(v.value())
+                .map_err(|e| StoreError::corrupt("contradictions", e)),
             None => Ok(Vec::new()),
         }
     }
@@ -293,9 +341,19 @@ impl MirrorStore {
             }
             let mut table = txn.open_table(EVIDENCE)?;
             let id = table.last()?.map_or(1, |(k, _)| k.value() + 1);
-            let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            let record = EvidenceRecord { id, kind: kind.to_owned(), origins, summary, created, bundle };
-            let json = serde_json::to_vec(&record).map_err(|e| StoreError::corrupt("evidence", e))?;
+            let created = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let record = EvidenceRecord {
+                id,
+                kind: kind.to_owned(),
+                origins,
+                summary,
+                created,
+                bundle,
+            };
+            let json =
+                serde_json::to_vec(&record).map_err(|e| StoreError::corrupt("evidence", e))?;
             table.insert(id, json.as_slice())?;
             keys.insert(dedupe, id)?;
             (id, true)
@@ -310,7 +368,9 @@ impl MirrorStore {
         let table = txn.open_table(EVIDENCE)?;
         table
             .get(id)?
-            .map(|v| serde_json::from_slice(v.value()).map_err(|e| StoreError::corrupt("evidence", e)))
+            .map(|v| {
+                serde_json::from_slice(v.value()).map_err(|e| StoreError::corrupt("evidence", e))
+            })
             .transpose()
     }
 
@@ -340,13 +400,23 @@ impl MirrorStore {
     /// Replaces the cosigned checkpoint of `origin` if the current one has size
     /// `expected_size` (0 when there is none), atomically and durably. Otherwise leaves it
     /// and returns the current size.
-    pub fn swap_cosigned(&self, origin: &KeyName, expected_size: u64, note: &[u8]) -> Result<Result<(), u64>, StoreError> {
+    pub fn swap_cosigned(
+        &self,
+        origin: &KeyName,
+        expected_size: u64,
+        note: &[u8],
+    ) -> Result<Result<(), u64>, StoreError> {
         let _writer = self.writer.lock().map_err(|_| poisoned())?;
         let txn = self.db.begin_write()?;
         let result = {
             let mut table = txn.open_table(WITNESS)?;
             let current = match table.get(origin.as_str())? {
-                Some(v) => StoredCheckpoint::from_note(v.value().to_vec())?.checkpoint.tree.size,
+                Some(v) => {
+                    StoredCheckpoint::from_note(v.value().to_vec())?
+                        .checkpoint
+                        .tree
+                        .size
+                }
                 None => 0,
             };
             if current != expected_size {

@@ -41,13 +41,23 @@ impl tally_aggregator::SyncProgress for SyncBars {
     }
 
     fn advance(&self, origin: &tally_core::KeyName, at: u64) {
-        if let Some(b) = self.bars.lock().ok().and_then(|b| b.get(origin.as_str()).cloned()) {
+        if let Some(b) = self
+            .bars
+            .lock()
+            .ok()
+            .and_then(|b| b.get(origin.as_str()).cloned())
+        {
             b.set_position(at);
         }
     }
 
     fn finish(&self, origin: &tally_core::KeyName) {
-        if let Some(b) = self.bars.lock().ok().and_then(|mut b| b.remove(origin.as_str())) {
+        if let Some(b) = self
+            .bars
+            .lock()
+            .ok()
+            .and_then(|mut b| b.remove(origin.as_str()))
+        {
             b.finish_and_clear();
         }
     }

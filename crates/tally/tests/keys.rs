@@ -147,3 +147,39 @@ fn the_example_log_config_is_valid() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("listen"), "{err}");
 }
+
+#[test]
+fn the_example_aggregator_config_is_valid() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/aggregator.toml"
+    );
+    let out = tally()
+        .args(["aggregate", "check-config", "--config", example])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    fs::write(
+        &bad,
+        fs::read_to_string(example)
+            .unwrap()
+            .replace("policy = \"majority\"", "policy = \"2-of-4\""),
+    )
+    .unwrap();
+    let out = tally()
+        .args(["aggregate", "check-config", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("`policy`") && err.contains("2-of-4"),
+        "{err}"
+    );
+}

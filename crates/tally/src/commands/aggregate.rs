@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
+use crate::output::outln;
 use crate::{config, output, progress, runtime};
 
 /// Run an aggregator.
@@ -34,7 +35,9 @@ pub(crate) struct Args {
 
 fn load(args: &Args) -> anyhow::Result<tally_aggregator::Config> {
     let config: tally_aggregator::Config = config::load(&args.config)?;
-    config.validate().with_context(|| format!("config file {}", args.config.display()))?;
+    config
+        .validate()
+        .with_context(|| format!("config file {}", args.config.display()))?;
     Ok(config)
 }
 
@@ -53,9 +56,16 @@ pub(crate) fn run(cmd: Command, json: bool) -> anyhow::Result<ExitCode> {
         Command::CheckConfig(args) => {
             let config = load(&args)?;
             if json {
-                output::json(&serde_json::json!({"config": args.config, "logs": config.origins(), "ok": true}))?;
+                output::json(
+                    &serde_json::json!({"config": args.config, "logs": config.origins(), "ok": true}),
+                )?;
             } else {
-                println!("{}: ok ({} logs, policy {})", args.config.display(), config.logs.len(), config.policy);
+                outln!(
+                    "{}: ok ({} logs, policy {})",
+                    args.config.display(),
+                    config.logs.len(),
+                    config.policy
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

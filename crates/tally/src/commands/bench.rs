@@ -12,12 +12,49 @@ use tally_proto::client::{self, Address};
 use tally_proto::v1;
 use tokio::sync::Mutex;
 
+use crate::output::outln;
 use crate::{output, runtime};
 
 /// Load generators.
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum Command {
     Submit(SubmitArgs),
+    Query(QueryArgs),
+}
+
+/// Load an aggregator with queries and report throughput and latency.
+///
+/// N clients each send Query requests of B sample paths back to back (samples 0..RANGE,
+/// so most are attested by logs the `bench submit` samples filled) until C paths are
+/// answered. Reports paths per second and per-request latency.
+///
+/// Example:
+///
+///   tally bench query --aggregator http://127.0.0.1:7421 --clients 4 --batch 100 --count 200000
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct QueryArgs {
+    /// The aggregator: http://host:port.
+    #[arg(long)]
+    aggregator: Address,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Paths per request.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Paths to ask about in all.
+    #[arg(long, default_value_t = 100_000)]
+    count: u64,
+    /// Sample indices to draw from: 0..RANGE.
+    #[arg(long, default_value_t = 1_000_000)]
+    range: u64,
+    /// Ask for proofs too.
+    #[arg(long)]
+    proofs: bool,
+    /// Report this process's resident memory at the end (the aggregator's pid).
+    #[arg(long)]
+    daemon_pid: Option<u32>,
 }
 
 /// Load a log with submits and report throughput and latency.
@@ -66,34 +103,43 @@ pub(crate) struct SubmitArgs {
 #[derive(serde::Serialize)]
 struct Report {
     mode: String,
-    attestations: u64,
+    /// What was counted: "attestations" submitted or "paths" answered.
+    unit: &'static str,
+    count: u64,
     seconds: f64,
-    attestations_per_second: f64,
+    per_second: f64,
     requests: usize,
     latency_ms_p50: f64,
     latency_ms_p99: f64,
     latency_ms_max: f64,
-    log_size: u64,
+    /// The log's size after a submit run.
+    log_size: Option<u64>,
     daemon_rss_mb: Option<f64>,
 }
 
 pub(crate) fn run(cmd: Command, json: bool) -> anyhow::Result<ExitCode> {
-    let Command::Submit(args) = cmd;
-    let report = runtime::block_on(submit(args))??;
+    let report = match cmd {
+        Command::Submit(args) => runtime::block_on(submit(args))??,
+        Command::Query(args) => runtime::block_on(query(args))??,
+    };
     if json {
         output::json(&report)?;
     } else {
-        println!(
-            "{}: {} attestations in {:.1} s = {:.0}/s; {} requests, latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; log size {}{}",
+        outln!(
+            "{}: {} {} in {:.1} s = {:.0}/s; {} requests, latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms{}{}",
             report.mode,
-            report.attestations,
+            report.count,
+            report.unit,
             report.seconds,
-            report.attestations_per_second,
+            report.per_second,
             report.requests,
             report.latency_ms_p50,
             report.latency_ms_p99,
             report.latency_ms_max,
-            report.log_size,
+            report
+                .log_size
+                .map(|n| format!("; log size {n}"))
+                .unwrap_or_default(),
             report
                 .daemon_rss_mb
                 .map(|m| format!("; daemon RSS {m:.0} MB"))
@@ -193,14 +239,100 @@ async fn submit(args: SubmitArgs) -> anyhow::Result<Report> {
     };
     Ok(Report {
         mode,
-        attestations: args.count,
+        unit: "attestations",
+        count: args.count,
         seconds,
-        attestations_per_second: args.count as f64 / seconds,
+        per_second: args.count as f64 / seconds,
         requests: lat.len(),
         latency_ms_p50: pct(0.50),
         latency_ms_p99: pct(0.99),
         latency_ms_max: pct(1.0),
-        log_size: log_size.load(Ordering::Relaxed),
+        log_size: Some(log_size.load(Ordering::Relaxed)),
+        daemon_rss_mb: args.daemon_pid.and_then(rss_mb),
+    })
+}
+
+async fn query(args: QueryArgs) -> anyhow::Result<Report> {
+    if args.clients == 0 || args.batch == 0 || args.range == 0 {
+        bail!("--clients, --batch and --range must be at least 1");
+    }
+    let client = client::connect_aggregator(&args.aggregator).await?;
+    // Prepared up front: a fixed pseudo-random walk over the sample range.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let paths: Vec<String> = (0..args.count)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            sample::output_path((x >> 17) % args.range).to_string()
+        })
+        .collect();
+    let requests: Vec<Vec<String>> = paths.chunks(args.batch).map(<[_]>::to_vec).collect();
+    let queue = Arc::new(std::sync::Mutex::new(requests.into_iter()));
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let bar = crate::progress::bar(args.count, "querying");
+    let began = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..args.clients {
+        let (mut client, queue, lat, bar) = (
+            client.clone(),
+            queue.clone(),
+            latencies.clone(),
+            bar.clone(),
+        );
+        let proofs = args.proofs;
+        tasks.spawn(async move {
+            loop {
+                let next = queue
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("poisoned"))?
+                    .next();
+                let Some(paths) = next else {
+                    return anyhow::Ok(());
+                };
+                let n = paths.len() as u64;
+                let t = Instant::now();
+                let r = client
+                    .query(v1::QueryRequest {
+                        paths,
+                        policy: String::new(),
+                        proofs,
+                    })
+                    .await
+                    .context("Query")?;
+                lat.lock().await.push(t.elapsed());
+                anyhow::ensure!(r.into_inner().results.len() as u64 == n, "short answer");
+                bar.inc(n);
+            }
+        });
+    }
+    while let Some(t) = tasks.join_next().await {
+        t??;
+    }
+    let seconds = began.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let mut lat = std::mem::take(&mut *latencies.lock().await);
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    Ok(Report {
+        mode: format!(
+            "{} clients × queries of {} paths{}",
+            args.clients,
+            args.batch,
+            if args.proofs { " with proofs" } else { "" }
+        ),
+        unit: "paths",
+        count: args.count,
+        seconds,
+        per_second: args.count as f64 / seconds,
+        requests: lat.len(),
+        latency_ms_p50: pct(0.50),
+        latency_ms_p99: pct(0.99),
+        latency_ms_max: pct(1.0),
+        log_size: None,
         daemon_rss_mb: args.daemon_pid.and_then(rss_mb),
     })
 }

@@ -12,6 +12,7 @@ use tally_proto::client::{self, Address, BearerToken};
 use tally_proto::v1;
 use tokio_util::sync::CancellationToken;
 
+use crate::output::outln;
 use crate::runtime;
 
 /// Run a three-builder federation with an aggregator on loopback.
@@ -85,7 +86,8 @@ pub(crate) fn run(args: Args, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn args_dir_is_temp(dir: &Path) -> bool {
-    dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with("tally-demo-"))
+    dir.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("tally-demo-"))
 }
 
 async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
@@ -109,17 +111,25 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
             data.join("spool").display()
         ))?;
         tasks.spawn(serve_log(config, shutdown.clone()));
-        builders.push(Builder { origin, key, addr, socket });
+        builders.push(Builder {
+            origin,
+            key,
+            addr,
+            socket,
+        });
     }
     for b in &builders {
-        wait_healthy(b.addr).await.with_context(|| format!("starting {}", b.origin))?;
+        wait_healthy(b.addr)
+            .await
+            .with_context(|| format!("starting {}", b.origin))?;
     }
 
     // Realistic attestations; builder 3 got a different NAR for one path, and only builder 1
     // built another.
     let started = Instant::now();
     for (n, b) in builders.iter().enumerate() {
-        let mut client = client::connect(&Address::Unix(b.socket.clone()), BearerToken::default()).await?;
+        let mut client =
+            client::connect(&Address::Unix(b.socket.clone()), BearerToken::default()).await?;
         let mut batch: Vec<Vec<u8>> = Vec::new();
         for i in 0..args.entries {
             let a = if n == 2 && i == DISPUTED {
@@ -129,11 +139,19 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
             };
             batch.push(a.as_bytes().to_vec());
             if batch.len() == 1000 || i + 1 == args.entries {
-                client.submit(v1::SubmitRequest { attestations: std::mem::take(&mut batch) }).await?;
+                client
+                    .submit(v1::SubmitRequest {
+                        attestations: std::mem::take(&mut batch),
+                    })
+                    .await?;
             }
         }
         if n == 0 {
-            client.submit(v1::SubmitRequest { attestations: vec![sample::attestation(SINGLE).as_bytes().to_vec()] }).await?;
+            client
+                .submit(v1::SubmitRequest {
+                    attestations: vec![sample::attestation(SINGLE).as_bytes().to_vec()],
+                })
+                .await?;
         }
     }
     let fed = started.elapsed();
@@ -155,7 +173,8 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
         dir.join("aggregator").display(),
         witness_key.display()
     ))?;
-    let progress: Arc<dyn tally_aggregator::SyncProgress> = Arc::new(tally_aggregator::LogLines::default());
+    let progress: Arc<dyn tally_aggregator::SyncProgress> =
+        Arc::new(tally_aggregator::LogLines::default());
     tasks.spawn({
         let s = shutdown.clone();
         async move {
@@ -164,7 +183,9 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
             }
         }
     });
-    wait_healthy(agg_addr).await.context("starting the aggregator")?;
+    wait_healthy(agg_addr)
+        .await
+        .context("starting the aggregator")?;
     let aggregator = Address::Http(format!("http://{agg_addr}"));
     let synced = wait_synced(&aggregator, &builders, args.entries).await?;
 
@@ -173,17 +194,30 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
     let disputed = sample::output_path(DISPUTED);
     let single = sample::output_path(SINGLE);
     let absent = sample::output_path(SINGLE + 1);
-    let asked = [trusted.to_string(), disputed.to_string(), single.to_string(), absent.to_string()];
+    let asked = [
+        trusted.to_string(),
+        disputed.to_string(),
+        single.to_string(),
+        absent.to_string(),
+    ];
     let mut agg = client::connect_aggregator(&aggregator).await?;
     let mut results = Vec::new();
     for policy in ["", "2-of-3,dissent=1"] {
         let r = agg
-            .query(v1::QueryRequest { paths: asked.to_vec(), policy: policy.into(), proofs: false })
+            .query(v1::QueryRequest {
+                paths: asked.to_vec(),
+                policy: policy.into(),
+                proofs: false,
+            })
             .await?
             .into_inner();
         results.push(r);
     }
-    let evidence = agg.list_evidence(v1::ListEvidenceRequest::default()).await?.into_inner().evidence;
+    let evidence = agg
+        .list_evidence(v1::ListEvidenceRequest::default())
+        .await?
+        .into_inner()
+        .evidence;
 
     if json {
         let mut out = serde_json::Map::new();
@@ -193,40 +227,81 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
             "policy": r.policy,
             "paths": r.results.iter().map(|p| serde_json::json!({"path": p.path, "status": status(p)})).collect::<Vec<_>>(),
         })).collect());
-        out.insert("evidence".into(), evidence.iter().map(|e| serde_json::json!({"id": e.id, "kind": e.kind, "claim": e.summary})).collect());
+        out.insert(
+            "evidence".into(),
+            evidence
+                .iter()
+                .map(|e| serde_json::json!({"id": e.id, "kind": e.kind, "claim": e.summary}))
+                .collect(),
+        );
         crate::output::json(&out)?;
     } else {
-        println!("Tally demo: three builders and an aggregator on loopback, in {}", dir.display());
-        println!("  fed {} attestations to each log in {:.1} s; the aggregator mirrored and verified them in {:.1} s\n", args.entries, fed.as_secs_f64(), synced.as_secs_f64());
+        outln!(
+            "Tally demo: three builders and an aggregator on loopback, in {}",
+            dir.display()
+        );
+        outln!(
+            "  fed {} attestations to each log in {:.1} s; the aggregator mirrored and verified them in {:.1} s\n",
+            args.entries,
+            fed.as_secs_f64(),
+            synced.as_secs_f64()
+        );
         for b in &builders {
-            println!("  log {:<28} http://{}  (gRPC and tlog-tiles)", b.origin, b.addr);
+            outln!(
+                "  log {:<28} http://{}  (gRPC and tlog-tiles)",
+                b.origin,
+                b.addr
+            );
         }
-        println!("  aggregator                        http://{agg_addr}  (gRPC, /metrics, witness)\n");
+        outln!(
+            "  aggregator                        http://{agg_addr}  (gRPC, /metrics, witness)\n"
+        );
         for r in &results {
-            println!("policy {}:", r.policy);
-            for (p, label) in r.results.iter().zip(["built by all three", "builder 3 disagrees", "only builder 1 built it", "nobody built it"]) {
-                println!("  {:<9} {}  ({label})", status(p), p.path);
+            outln!("policy {}:", r.policy);
+            for (p, label) in r.results.iter().zip([
+                "built by all three",
+                "builder 3 disagrees",
+                "only builder 1 built it",
+                "nobody built it",
+            ]) {
+                outln!("  {:<9} {}  ({label})", status(p), p.path);
             }
-            println!();
+            outln!();
         }
-        println!("evidence found:");
+        outln!("evidence found:");
         for e in &evidence {
-            println!("  #{} {}: {}", e.id, e.kind, e.summary);
+            outln!("  #{} {}: {}", e.id, e.kind, e.summary);
         }
-        let vkeys: Vec<String> = builders.iter().map(|b| format!("--vkey '{}'", b.key.verifying_key().to_note_vkey())).collect();
-        println!("\nTry next (in another terminal, while this runs):");
-        println!("  tally query --aggregator http://{agg_addr} {disputed}");
-        println!("  tally query --aggregator http://{agg_addr} --policy 2-of-3,dissent=1 --evidence /tmp/disputed.json {disputed}");
-        println!("  tally verify /tmp/disputed.json {}", vkeys.join(" "));
-        println!("  tally check --aggregator http://{agg_addr} {trusted} {disputed}; echo exit $?");
-        println!("  tally evidence --aggregator http://{agg_addr} --out /tmp/tally-evidence");
-        println!("  tally log lookup --log http://{} --vkey '{}' {trusted}", builders[0].addr, builders[0].key.verifying_key().to_note_vkey());
-        println!("  curl http://{}/checkpoint; curl -s http://{}/tile/0/000 | xxd | head -3", builders[0].addr, builders[0].addr);
-        println!("  curl http://{agg_addr}/witness/checkpoint/{}", builders[0].origin);
-        println!("  curl http://{agg_addr}/metrics | grep tally_aggregator_log_size");
+        let vkeys: Vec<String> = builders
+            .iter()
+            .map(|b| format!("--vkey '{}'", b.key.verifying_key().to_note_vkey()))
+            .collect();
+        outln!("\nTry next (in another terminal, while this runs):");
+        outln!("  tally query --aggregator http://{agg_addr} {disputed}");
+        outln!(
+            "  tally query --aggregator http://{agg_addr} --policy 2-of-3,dissent=1 --evidence /tmp/disputed.json {disputed}"
+        );
+        outln!("  tally verify /tmp/disputed.json {}", vkeys.join(" "));
+        outln!("  tally check --aggregator http://{agg_addr} {trusted} {disputed}; echo exit $?");
+        outln!("  tally evidence --aggregator http://{agg_addr} --out /tmp/tally-evidence");
+        outln!(
+            "  tally log lookup --log http://{} --vkey '{}' {trusted}",
+            builders[0].addr,
+            builders[0].key.verifying_key().to_note_vkey()
+        );
+        outln!(
+            "  curl http://{}/checkpoint; curl -s http://{}/tile/0/000 | xxd | head -3",
+            builders[0].addr,
+            builders[0].addr
+        );
+        outln!(
+            "  curl http://{agg_addr}/witness/checkpoint/{}",
+            builders[0].origin
+        );
+        outln!("  curl http://{agg_addr}/metrics | grep tally_aggregator_log_size");
     }
     if !args.once {
-        println!("\nRunning until Ctrl-C.");
+        outln!("\nRunning until Ctrl-C.");
         shutdown.cancelled().await;
     }
     shutdown.cancel();
@@ -261,15 +336,25 @@ async fn wait_healthy(addr: SocketAddr) -> anyhow::Result<()> {
     bail!("{addr} did not come up within 30 s")
 }
 
-async fn wait_synced(aggregator: &Address, builders: &[Builder], entries: u64) -> anyhow::Result<Duration> {
+async fn wait_synced(
+    aggregator: &Address,
+    builders: &[Builder],
+    entries: u64,
+) -> anyhow::Result<Duration> {
     let start = Instant::now();
     let mut agg = client::connect_aggregator(aggregator).await?;
     let deadline = start + Duration::from_secs(300);
     loop {
-        let logs = agg.list_logs(v1::ListLogsRequest {}).await?.into_inner().logs;
+        let logs = agg
+            .list_logs(v1::ListLogsRequest {})
+            .await?
+            .into_inner()
+            .logs;
         let done = builders.iter().all(|b| {
             let want = entries + u64::from(b.origin.as_str().starts_with("builder1"));
-            logs.iter().any(|l| l.origin == b.origin.as_str() && l.verified_size == want && l.state == "verified")
+            logs.iter().any(|l| {
+                l.origin == b.origin.as_str() && l.verified_size == want && l.state == "verified"
+            })
         });
         if done {
             return Ok(start.elapsed());

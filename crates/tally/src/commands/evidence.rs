@@ -9,6 +9,7 @@ use tally_core::evidence::BundleFile;
 use tally_proto::client::{self, Address};
 use tally_proto::v1;
 
+use crate::output::outln;
 use crate::{output, runtime};
 
 /// Download an aggregator's evidence bundles.
@@ -58,11 +59,14 @@ pub(crate) struct VerifyArgs {
 }
 
 pub(crate) fn evidence(args: EvidenceArgs, json: bool) -> anyhow::Result<ExitCode> {
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     let written = runtime::block_on(async {
         let mut client = client::connect_aggregator(&args.aggregator).await?;
         let list = client
-            .list_evidence(v1::ListEvidenceRequest { origin: args.log.clone().unwrap_or_default() })
+            .list_evidence(v1::ListEvidenceRequest {
+                origin: args.log.clone().unwrap_or_default(),
+            })
             .await
             .map_err(|s| anyhow::anyhow!("ListEvidence: {}", s.message()))?
             .into_inner()
@@ -74,8 +78,11 @@ pub(crate) fn evidence(args: EvidenceArgs, json: bool) -> anyhow::Result<ExitCod
                 .await
                 .map_err(|s| anyhow::anyhow!("GetEvidence {}: {}", summary.id, s.message()))?
                 .into_inner();
-            let file = args.out.join(format!("{}-{}.json", summary.id, summary.kind));
-            std::fs::write(&file, &e.bundle_json).with_context(|| format!("writing {}", file.display()))?;
+            let file = args
+                .out
+                .join(format!("{}-{}.json", summary.id, summary.kind));
+            std::fs::write(&file, &e.bundle_json)
+                .with_context(|| format!("writing {}", file.display()))?;
             written.push(serde_json::json!({"id": summary.id, "kind": summary.kind, "origins": summary.origins, "claim": summary.summary, "file": file}));
         }
         anyhow::Ok(written)
@@ -84,7 +91,13 @@ pub(crate) fn evidence(args: EvidenceArgs, json: bool) -> anyhow::Result<ExitCod
         output::json(&written)?;
     } else {
         for w in &written {
-            println!("#{} {} → {}\n    {}", w["id"], w["kind"].as_str().unwrap_or_default(), w["file"].as_str().unwrap_or_default(), w["claim"].as_str().unwrap_or_default());
+            outln!(
+                "#{} {} → {}\n    {}",
+                w["id"],
+                w["kind"].as_str().unwrap_or_default(),
+                w["file"].as_str().unwrap_or_default(),
+                w["claim"].as_str().unwrap_or_default()
+            );
         }
         eprintln!("{} bundle(s) in {}", written.len(), args.out.display());
     }
@@ -94,15 +107,20 @@ pub(crate) fn evidence(args: EvidenceArgs, json: bool) -> anyhow::Result<ExitCod
 pub(crate) fn verify(args: VerifyArgs, json: bool) -> anyhow::Result<ExitCode> {
     let mut keys = args.vkey.clone();
     if let Some(file) = &args.vkey_file {
-        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if !line.is_empty() && !line.starts_with('#') {
-                keys.push(line.parse().with_context(|| format!("{} line {}", file.display(), n + 1))?);
+                keys.push(
+                    line.parse()
+                        .with_context(|| format!("{} line {}", file.display(), n + 1))?,
+                );
             }
         }
     }
-    let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?;
     let bundles: Vec<BundleFile> = if text.trim_start().starts_with('[') {
         serde_json::from_str(&text)
     } else {
@@ -115,9 +133,9 @@ pub(crate) fn verify(args: VerifyArgs, json: bool) -> anyhow::Result<ExitCode> {
         match b.verify(&keys) {
             Ok(p) => {
                 if !json {
-                    println!("proven: {}", p.claim);
+                    outln!("proven: {}", p.claim);
                     for c in &p.caveats {
-                        println!("  caveat: {c}");
+                        outln!("  caveat: {c}");
                     }
                 }
                 results.push(serde_json::json!({"kind": b.bundle.kind(), "proven": true, "claim": p.claim, "caveats": p.caveats, "misbehaving": p.misbehaving}));
@@ -125,7 +143,7 @@ pub(crate) fn verify(args: VerifyArgs, json: bool) -> anyhow::Result<ExitCode> {
             Err(e) => {
                 ok = false;
                 if !json {
-                    println!("NOT proven ({}): {e}", b.bundle.summary());
+                    outln!("NOT proven ({}): {e}", b.bundle.summary());
                 }
                 results.push(serde_json::json!({"kind": b.bundle.kind(), "proven": false, "error": e.to_string()}));
             }
@@ -134,5 +152,9 @@ pub(crate) fn verify(args: VerifyArgs, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         output::json(&serde_json::json!({"file": args.file, "results": results}))?;
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use tally_core::SigningKey;
 
 use crate::output;
+use crate::output::outln;
 
 /// Inspect signing keys.
 #[derive(clap::Subcommand, Debug)]
@@ -56,8 +57,8 @@ pub(crate) fn run(cmd: Command, json: bool) -> anyhow::Result<ExitCode> {
             if json {
                 output::json(&public)?;
             } else {
-                println!("{}", public.public_key);
-                println!("{}", public.verifier_key);
+                outln!("{}", public.public_key);
+                outln!("{}", public.verifier_key);
             }
             Ok(ExitCode::SUCCESS)
         }

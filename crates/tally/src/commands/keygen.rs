@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use tally_core::KeyName;
 
 use crate::output;
+use crate::output::outln;
 
 /// Create a new Ed25519 signing key in Nix's secret key format.
 ///
@@ -42,9 +43,9 @@ pub(crate) fn run(args: Args, json: bool) -> anyhow::Result<ExitCode> {
             "verifier_key": public.verifier_key,
         }))?;
     } else {
-        println!("wrote {}", args.secret_key_file.display());
-        println!("public key (Nix):     {}", public.public_key);
-        println!("verifier key (note):  {}", public.verifier_key);
+        outln!("wrote {}", args.secret_key_file.display());
+        outln!("public key (Nix):     {}", public.public_key);
+        outln!("verifier key (note):  {}", public.verifier_key);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,7 @@ use tally_core::{StorePath, StorePathHash, UnverifiedCheckpoint, VerifyingKey};
 use tally_proto::client::{self, Address, BearerToken};
 use tally_proto::v1;
 
+use crate::output::{out, outln};
 use crate::{config, output, runtime};
 
 /// Run and inspect an attester log.
@@ -112,7 +113,7 @@ fn check_config(args: ServeArgs, json: bool) -> anyhow::Result<ExitCode> {
             &serde_json::json!({"config": args.config, "origin": config.origin, "ok": true}),
         )?;
     } else {
-        println!("{}: ok (log {})", args.config.display(), config.origin);
+        outln!("{}: ok (log {})", args.config.display(), config.origin);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -144,7 +145,7 @@ async fn checkpoint(args: CheckpointArgs, json: bool) -> anyhow::Result<ExitCode
             "parsed": checkpoint,
         }))?;
     } else {
-        print!("{text}");
+        out!("{text}");
         if let Some(c) = checkpoint {
             eprintln!("verified: {} at size {}", c.origin, c.tree.size);
         }
@@ -195,13 +196,13 @@ async fn lookup(args: LookupArgs, json: bool) -> anyhow::Result<ExitCode> {
                     "attestation": attestation,
                 }))?;
             } else {
-                println!(
+                outln!(
                     "{} attests {} at entry {index} (verified against checkpoint {}):",
                     c.origin,
                     attestation.output_path(),
                     c.tree.size
                 );
-                print!("{}", String::from_utf8_lossy(attestation.as_bytes()));
+                out!("{}", String::from_utf8_lossy(attestation.as_bytes()));
             }
         }
         Verified::Absent { .. } => {
@@ -211,9 +212,11 @@ async fn lookup(args: LookupArgs, json: bool) -> anyhow::Result<ExitCode> {
                     "origin": c.origin, "tree_size": c.tree.size,
                 }))?;
             } else {
-                println!(
+                outln!(
                     "{} has no attestation for {} (proof of absence verified against checkpoint {})",
-                    c.origin, args.path, c.tree.size
+                    c.origin,
+                    args.path,
+                    c.tree.size
                 );
             }
         }

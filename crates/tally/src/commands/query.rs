@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
+use tally_core::KeyName;
 use tally_core::answer::LogAnswer;
 use tally_core::evidence::{Bundle, BundleFile, QueryBundle, QueryLog};
-use tally_core::KeyName;
 use tally_proto::client::{self, Address};
 use tally_proto::v1;
 
+use crate::output::outln;
 use crate::{output, runtime};
 
 /// Ask an aggregator whether enough logs agree on paths.
@@ -99,13 +100,22 @@ fn vote_name(v: &v1::LogVote) -> &'static str {
 }
 
 /// Queries in chunks the aggregator accepts.
-async fn ask(aggregator: &Address, policy: Option<&str>, paths: &[String], proofs: bool) -> anyhow::Result<(String, Vec<v1::PathVerdict>)> {
+async fn ask(
+    aggregator: &Address,
+    policy: Option<&str>,
+    paths: &[String],
+    proofs: bool,
+) -> anyhow::Result<(String, Vec<v1::PathVerdict>)> {
     let mut client = client::connect_aggregator(aggregator).await?;
     let mut results = Vec::with_capacity(paths.len());
     let mut applied = String::new();
     for chunk in paths.chunks(tally_aggregator::query::MAX_PATHS) {
         let response = client
-            .query(v1::QueryRequest { paths: chunk.to_vec(), policy: policy.unwrap_or_default().to_owned(), proofs })
+            .query(v1::QueryRequest {
+                paths: chunk.to_vec(),
+                policy: policy.unwrap_or_default().to_owned(),
+                proofs,
+            })
             .await
             .map_err(|s| anyhow::anyhow!("{}", s.message()))
             .with_context(|| format!("querying {aggregator}"))?
@@ -122,7 +132,15 @@ fn result(r: &v1::PathVerdict) -> anyhow::Result<PathResult> {
         path: r.path.clone(),
         status: verdict.status(),
         verdict,
-        logs: r.logs.iter().map(|l| LogResult { origin: l.origin.clone(), vote: vote_name(l), reason: l.reason.clone() }).collect(),
+        logs: r
+            .logs
+            .iter()
+            .map(|l| LogResult {
+                origin: l.origin.clone(),
+                vote: vote_name(l),
+                reason: l.reason.clone(),
+            })
+            .collect(),
     })
 }
 
@@ -131,36 +149,55 @@ fn print(r: &PathResult) {
     match &r.verdict {
         Verdict::Trusted { agreed, dissent } => {
             let origins: Vec<&str> = agreed.origins.iter().map(KeyName::as_str).collect();
-            println!("{}: trusted", r.path);
-            println!("  nar-hash {}  nar-size {}  ({})", agreed.nar_hash, agreed.nar_size, origins.join(", "));
+            outln!("{}: trusted", r.path);
+            outln!(
+                "  nar-hash {}  nar-size {}  ({})",
+                agreed.nar_hash,
+                agreed.nar_size,
+                origins.join(", ")
+            );
             for reference in &agreed.references {
-                println!("  ref {}", reference.basename());
+                outln!("  ref {}", reference.basename());
             }
             for d in dissent {
                 let o: Vec<&str> = d.origins.iter().map(KeyName::as_str).collect();
-                println!("  tolerated dissent: {} ({})", d.nar_hash, o.join(", "));
+                outln!("  tolerated dissent: {} ({})", d.nar_hash, o.join(", "));
             }
         }
         Verdict::Disputed { candidates } => {
-            println!("{}: disputed", r.path);
+            outln!("{}: disputed", r.path);
             for c in candidates {
                 let o: Vec<&str> = c.origins.iter().map(KeyName::as_str).collect();
-                println!("  candidate {} size {} ({} refs) backed by {}", c.nar_hash, c.nar_size, c.references.len(), o.join(", "));
+                outln!(
+                    "  candidate {} size {} ({} refs) backed by {}",
+                    c.nar_hash,
+                    c.nar_size,
+                    c.references.len(),
+                    o.join(", ")
+                );
             }
         }
-        Verdict::Unknown { reason } => println!("{}: unknown ({reason})", r.path),
+        Verdict::Unknown { reason } => outln!("{}: unknown ({reason})", r.path),
     }
     for l in &r.logs {
         match l.vote {
-            "absent" => println!("    {:<40} absent (proof of absence){}", l.origin, note(&l.reason)),
-            "unavailable" => println!("    {:<40} unavailable: {}", l.origin, l.reason),
-            v => println!("    {:<40} {v}{}", l.origin, note(&l.reason)),
+            "absent" => outln!(
+                "    {:<40} absent (proof of absence){}",
+                l.origin,
+                note(&l.reason)
+            ),
+            "unavailable" => outln!("    {:<40} unavailable: {}", l.origin, l.reason),
+            v => outln!("    {:<40} {v}{}", l.origin, note(&l.reason)),
         }
     }
 }
 
 fn note(reason: &str) -> String {
-    if reason.is_empty() { String::new() } else { format!(" ({reason})") }
+    if reason.is_empty() {
+        String::new()
+    } else {
+        format!(" ({reason})")
+    }
 }
 
 /// The offline bundle for one answered path.
@@ -172,19 +209,44 @@ fn bundle(policy: &str, r: &v1::PathVerdict) -> anyhow::Result<BundleFile> {
         .map(|l| {
             let origin = KeyName::new(&l.origin)?;
             Ok(match (&l.proof, l.vote()) {
-                (Some(p), v1::Vote::Present | v1::Vote::Absent) => QueryLog { origin, answer: Some(LogAnswer::try_from(p)?), unavailable: None },
-                _ => QueryLog { origin, answer: None, unavailable: Some(if l.reason.is_empty() { "unavailable".into() } else { l.reason.clone() }) },
+                (Some(p), v1::Vote::Present | v1::Vote::Absent) => QueryLog {
+                    origin,
+                    answer: Some(LogAnswer::try_from(p)?),
+                    unavailable: None,
+                },
+                _ => QueryLog {
+                    origin,
+                    answer: None,
+                    unavailable: Some(if l.reason.is_empty() {
+                        "unavailable".into()
+                    } else {
+                        l.reason.clone()
+                    }),
+                },
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(BundleFile::new(Bundle::Query(QueryBundle { path, policy: policy.parse()?, logs, verdict: tally_proto::verdict(r)? })))
+    Ok(BundleFile::new(Bundle::Query(QueryBundle {
+        path,
+        policy: policy.parse()?,
+        logs,
+        verdict: tally_proto::verdict(r)?,
+    })))
 }
 
 pub(crate) fn query(args: QueryArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let (policy, results) = runtime::block_on(ask(&args.aggregator, args.policy.as_deref(), &args.paths, args.evidence.is_some()))??;
+    let (policy, results) = runtime::block_on(ask(
+        &args.aggregator,
+        args.policy.as_deref(),
+        &args.paths,
+        args.evidence.is_some(),
+    ))??;
     let printed: Vec<PathResult> = results.iter().map(result).collect::<anyhow::Result<_>>()?;
     if let Some(file) = &args.evidence {
-        let bundles: Vec<BundleFile> = results.iter().map(|r| bundle(&policy, r)).collect::<anyhow::Result<_>>()?;
+        let bundles: Vec<BundleFile> = results
+            .iter()
+            .map(|r| bundle(&policy, r))
+            .collect::<anyhow::Result<_>>()?;
         let text = match bundles.as_slice() {
             [one] => serde_json::to_string_pretty(one)?,
             many => serde_json::to_string_pretty(many)?,
@@ -194,12 +256,16 @@ pub(crate) fn query(args: QueryArgs, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         output::json(&serde_json::json!({"policy": policy, "results": printed}))?;
     } else {
-        println!("policy {policy}");
+        outln!("policy {policy}");
         for r in &printed {
             print(r);
         }
         if let Some(file) = &args.evidence {
-            eprintln!("proofs written to {}; check them with: tally verify {} --vkey …", file.display(), file.display());
+            eprintln!(
+                "proofs written to {}; check them with: tally verify {} --vkey …",
+                file.display(),
+                file.display()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -209,7 +275,9 @@ fn read_paths(file: &Path) -> anyhow::Result<Vec<String>> {
     let reader: Box<dyn std::io::BufRead> = if file == Path::new("-") {
         Box::new(std::io::stdin().lock())
     } else {
-        Box::new(std::io::BufReader::new(std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?))
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
+        ))
     };
     let mut out = Vec::new();
     for line in reader.lines() {
@@ -230,7 +298,8 @@ pub(crate) fn check(args: CheckArgs, json: bool) -> anyhow::Result<ExitCode> {
     if paths.is_empty() {
         bail!("no paths to check: give them as arguments or with --paths FILE (- for stdin)");
     }
-    let (policy, results) = runtime::block_on(ask(&args.aggregator, args.policy.as_deref(), &paths, false))??;
+    let (policy, results) =
+        runtime::block_on(ask(&args.aggregator, args.policy.as_deref(), &paths, false))??;
     let results: Vec<PathResult> = results.iter().map(result).collect::<anyhow::Result<_>>()?;
     let failing: Vec<&PathResult> = results.iter().filter(|r| r.status != "trusted").collect();
     if json {
@@ -244,12 +313,22 @@ pub(crate) fn check(args: CheckArgs, json: bool) -> anyhow::Result<ExitCode> {
         for r in &failing {
             let why = match &r.verdict {
                 tally_core::policy::Verdict::Unknown { reason } => reason.clone(),
-                tally_core::policy::Verdict::Disputed { candidates } => format!("{} different NARs attested", candidates.len()),
+                tally_core::policy::Verdict::Disputed { candidates } => {
+                    format!("{} different NARs attested", candidates.len())
+                }
                 tally_core::policy::Verdict::Trusted { .. } => String::new(),
             };
-            println!("{}\t{}\t{why}", r.path, r.status);
+            outln!("{}\t{}\t{why}", r.path, r.status);
         }
-        eprintln!("{} of {} paths trusted under policy {policy}", results.len() - failing.len(), results.len());
+        eprintln!(
+            "{} of {} paths trusted under policy {policy}",
+            results.len() - failing.len(),
+            results.len()
+        );
     }
-    Ok(if failing.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

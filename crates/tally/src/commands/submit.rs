@@ -13,6 +13,7 @@ use tally_proto::client::{self, Address, BearerToken, Client};
 use tally_proto::v1;
 use tokio::sync::Mutex;
 
+use crate::output::outln;
 use crate::{output, runtime};
 
 /// Submit attestations to a log.
@@ -117,7 +118,7 @@ pub(crate) fn run(args: Args, json: bool) -> anyhow::Result<ExitCode> {
                 c.output_path, c.existing_nar_hash, c.existing_index, c.submitted_nar_hash
             );
         }
-        println!(
+        outln!(
             "submitted {} attestation(s) to {} in {seconds:.2} s: {} appended, {} already present, {} conflicting; log size {}",
             summary.submitted,
             args.log,

@@ -1,0 +1,599 @@
+//! The aggregator as a separate process following real log daemons over loopback: verdicts
+//! and policies, evidence of disagreement, forks and bad data that `tally verify` accepts
+//! (and a tampered bundle it refuses), logs going down and coming back, restarts, and the
+//! witness.
+
+use std::time::{Duration, Instant};
+
+use tally_core::cosignature::CosignatureVerifier;
+use tally_core::witness::AddCheckpoint;
+use tally_core::{Hash, Note, SignedCheckpoint, sample};
+use tally_proto::client::{self, Address, BearerToken};
+use tally_proto::v1;
+use tally_tests::daemon::{AggregatorDaemon, LogDaemon};
+use tally_tests::{http, run_ok, tally};
+
+async fn submit(log: &LogDaemon, attestations: Vec<tally_core::Attestation>) {
+    let mut c = client::connect(&log.socket().parse().unwrap(), BearerToken::default())
+        .await
+        .unwrap();
+    for chunk in attestations.chunks(1000) {
+        c.submit(v1::SubmitRequest {
+            attestations: chunk.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        })
+        .await
+        .unwrap();
+    }
+}
+
+fn samples(range: std::ops::Range<u64>) -> Vec<tally_core::Attestation> {
+    range.map(sample::attestation).collect()
+}
+
+async fn logs(agg: &AggregatorDaemon) -> Vec<v1::LogStatus> {
+    let mut c = client::connect_aggregator(&Address::Http(agg.url()))
+        .await
+        .unwrap();
+    c.list_logs(v1::ListLogsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .logs
+}
+
+/// Waits until the aggregator has verified `origin` at `size`.
+async fn wait_verified(agg: &AggregatorDaemon, origin: &str, size: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = logs(agg).await;
+        if all
+            .iter()
+            .any(|l| l.origin == origin && l.verified_size == size && l.state == "verified")
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{origin} not verified at {size}: {all:#?}\n{}",
+            agg.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn logs_status(agg: &AggregatorDaemon, origin: &str) -> v1::LogStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = logs(agg).await;
+        let s = all.into_iter().find(|l| l.origin == origin).unwrap();
+        if s.state != "syncing" || Instant::now() > deadline {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_evidence(agg: &AggregatorDaemon, kind: &str) -> v1::EvidenceSummary {
+    let mut c = client::connect_aggregator(&Address::Http(agg.url()))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = c
+            .list_evidence(v1::ListEvidenceRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .evidence;
+        if let Some(e) = list.into_iter().find(|e| e.kind == kind) {
+            return e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {kind} evidence:\n{}",
+            agg.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn query(agg: &AggregatorDaemon, policy: Option<&str>, paths: &[String]) -> serde_json::Value {
+    let mut cmd = tally();
+    cmd.args(["query", "--json", "--aggregator", &agg.url()]);
+    if let Some(p) = policy {
+        cmd.args(["--policy", p]);
+    }
+    serde_json::from_str(&run_ok(cmd.args(paths))).unwrap()
+}
+
+fn status_of(result: &serde_json::Value, i: usize) -> String {
+    result["results"][i]["status"].as_str().unwrap().to_owned()
+}
+
+fn vkeys(logs: &[&LogDaemon]) -> Vec<String> {
+    logs.iter()
+        .flat_map(|l| ["--vkey".to_owned(), l.vkey.to_note_vkey()])
+        .collect()
+}
+
+fn three_logs(dir: &std::path::Path) -> Vec<LogDaemon> {
+    (1..=3)
+        .map(|n| {
+            LogDaemon::start(
+                &dir.join(format!("log{n}")),
+                &format!("b{n}.agg.test/log"),
+                &[],
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verdicts_policies_and_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = three_logs(dir.path());
+    for (n, log) in logs.iter().enumerate() {
+        let mut a = samples(0..50);
+        if n == 2 {
+            a[7] = sample::attestation_with_nar(7, Hash::of(b"builder 3's build"));
+        }
+        submit(log, a).await;
+    }
+    let agg = AggregatorDaemon::start(
+        &dir.path().join("agg"),
+        &logs.iter().map(LogDaemon::follow).collect::<Vec<_>>(),
+        &[],
+    );
+    for log in &logs {
+        wait_verified(&agg, &log.origin, 50).await;
+    }
+    let trusted = sample::output_path(1).to_string();
+    let disputed = sample::output_path(7).to_string();
+    let unknown = sample::output_path(99).hash().to_string();
+
+    // Three honest logs → trusted; one dissenter → disputed, unless the policy tolerates it.
+    let r = query(
+        &agg,
+        None,
+        &[trusted.clone(), disputed.clone(), unknown.clone()],
+    );
+    assert_eq!(r["policy"], "majority");
+    assert_eq!(
+        (status_of(&r, 0), status_of(&r, 1), status_of(&r, 2)),
+        ("trusted".into(), "disputed".into(), "unknown".into())
+    );
+    assert_eq!(
+        r["results"][0]["verdict"]["agreed"]["nar_hash"],
+        sample::attestation(1).nar_hash().to_string()
+    );
+    assert_eq!(r["results"][2]["logs"][0]["vote"], "absent");
+    let tolerant = query(
+        &agg,
+        Some("2-of-3,dissent=1"),
+        std::slice::from_ref(&disputed),
+    );
+    assert_eq!(status_of(&tolerant, 0), "trusted");
+    let bad_policy = tally()
+        .args([
+            "query",
+            "--aggregator",
+            &agg.url(),
+            "--policy",
+            "2-of-4",
+            &trusted,
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad_policy.status.success());
+    assert!(String::from_utf8_lossy(&bad_policy.stderr).contains("2-of-4"));
+
+    // Query proofs check offline; a tampered bundle does not.
+    let file = dir.path().join("disputed.json");
+    run_ok(
+        tally()
+            .args(["query", "--aggregator", &agg.url(), "--evidence"])
+            .arg(&file)
+            .arg(&disputed),
+    );
+    let keys = vkeys(&logs.iter().collect::<Vec<_>>());
+    let out = run_ok(tally().arg("verify").arg(&file).args(&keys));
+    assert!(out.contains("disputed under policy majority"), "{out}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let forged = dir.path().join("forged.json");
+    std::fs::write(
+        &forged,
+        text.replacen("\"status\": \"disputed\"", "\"status\": \"unknown\"", 1)
+            .replacen("\"candidates\"", "\"reason\": \"x\", \"ignored\"", 1),
+    )
+    .unwrap();
+    let out = tally()
+        .arg("verify")
+        .arg(&forged)
+        .args(&keys)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let sibling = json["logs"][0]["answer"]["map_proof"]["siblings"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let flipped = if sibling.starts_with('A') {
+        sibling.replacen('A', "B", 1)
+    } else {
+        format!("A{}", &sibling[1..])
+    };
+    json["logs"][0]["answer"]["map_proof"]["siblings"][0] = flipped.into();
+    std::fs::write(&forged, json.to_string()).unwrap();
+    let out = tally()
+        .arg("verify")
+        .arg(&forged)
+        .args(&keys)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a damaged proof must not verify"
+    );
+
+    // `tally check` is a gate, with paths on stdin as nix-store -qR prints them.
+    let mut check = tally()
+        .args(["check", "--aggregator", &agg.url(), "--paths", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{trusted}\n{disputed}\n").as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains(&disputed) && listed.contains("disputed") && !listed.contains(&trusted),
+        "{listed}"
+    );
+    run_ok(tally().args(["check", "--aggregator", &agg.url(), &trusted]));
+
+    // The disagreement is evidence that verifies.
+    let e = wait_evidence(&agg, "disagreement").await;
+    assert!(e.summary.contains(&disputed), "{}", e.summary);
+    let out_dir = dir.path().join("evidence");
+    run_ok(
+        tally()
+            .args(["evidence", "--aggregator", &agg.url(), "--out"])
+            .arg(&out_dir),
+    );
+    let files: Vec<_> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!files.is_empty());
+    for f in &files {
+        run_ok(tally().arg("verify").arg(f).args(&keys));
+    }
+    let metrics = http::get(agg.addr, "/metrics").text();
+    assert!(
+        metrics.contains("tally_aggregator_log_size{origin=\"b1.agg.test/log\"} 50"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tally_aggregator_evidence_total{origin=\"\",kind=\"disagreement\"}"),
+        "{metrics}"
+    );
+
+    // The witness cosigned each log's verified checkpoint.
+    let verifier = CosignatureVerifier::parse(&agg.witness_vkey).unwrap();
+    for log in &logs {
+        let r = http::get(agg.addr, &format!("/witness/checkpoint/{}", log.origin));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let signed = SignedCheckpoint::open(&r.body, &log.vkey).unwrap();
+        assert_eq!(signed.checkpoint().tree.size, 50);
+        verifier.verify(&Note::parse(&r.body).unwrap()).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_down_restarts_and_catching_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut logs = three_logs(dir.path());
+    for log in &logs {
+        submit(log, samples(0..30)).await;
+    }
+    let mut agg = AggregatorDaemon::start(
+        &dir.path().join("agg"),
+        &logs.iter().map(LogDaemon::follow).collect::<Vec<_>>(),
+        &[],
+    );
+    for log in &logs {
+        wait_verified(&agg, &log.origin, 30).await;
+    }
+
+    // Builder 3 goes down; the others attest a new path; queries are still answered.
+    logs[2].stop();
+    for log in &logs[..2] {
+        submit(log, samples(30..31)).await;
+        wait_verified(&agg, &log.origin, 31).await;
+    }
+    let new = sample::output_path(30).to_string();
+    let r = query(&agg, None, std::slice::from_ref(&new));
+    assert_eq!(status_of(&r, 0), "trusted", "{r:#}");
+    let third = &r["results"][0]["logs"][2];
+    assert_eq!(third["vote"], "absent", "{third}");
+    assert!(
+        third["reason"].as_str().unwrap().contains("unreachable"),
+        "{third}"
+    );
+
+    // The aggregator restarts: it keeps what it verified and fetches only what is new.
+    agg.stop();
+    submit(&logs[0], samples(31..40)).await;
+    agg.restart();
+    for (log, size) in logs[..2].iter().zip([40, 31]) {
+        wait_verified(&agg, &log.origin, size).await;
+    }
+    // Builder 3 is still down: reported so, with what was verified before kept.
+    let third = logs_status(&agg, &logs[2].origin).await;
+    assert_eq!(
+        (third.state.as_str(), third.verified_size),
+        ("unavailable", 30),
+        "{third:?}"
+    );
+    let metrics = http::get(agg.addr, "/metrics").text();
+    let synced: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("tally_aggregator_entries_synced_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert_eq!(
+        synced, 9.0,
+        "only the 9 new entries were fetched after the restart"
+    );
+
+    // Builder 3 comes back and catches up.
+    logs[2].restart();
+    submit(&logs[2], samples(30..31)).await;
+    wait_verified(&agg, &logs[2].origin, 31).await;
+    let r = query(&agg, Some("all"), &[new]);
+    assert_eq!(status_of(&r, 0), "trusted", "{r:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_views_of_one_log_are_a_fork() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two daemons with one key and origin, serving different histories.
+    let x = LogDaemon::start(&dir.path().join("x"), "forked.agg.test/log", &[]);
+    std::fs::create_dir_all(dir.path().join("y")).unwrap();
+    std::fs::copy(x.dir.join("log.key"), dir.path().join("y/log.key")).unwrap();
+    let y = LogDaemon::start(&dir.path().join("y"), "forked.agg.test/log", &[]);
+    submit(&x, samples(0..100)).await;
+    let mut other = samples(0..50);
+    other.extend((200..270).map(sample::attestation));
+    submit(&y, other).await;
+
+    let follow = vec![(
+        x.origin.clone(),
+        x.vkey.to_note_vkey(),
+        vec![y.url(), x.url()],
+    )];
+    let agg = AggregatorDaemon::start(&dir.path().join("agg"), &follow, &[]);
+    let e = wait_evidence(&agg, "fork").await;
+    assert!(e.summary.contains("forked.agg.test/log"), "{}", e.summary);
+    let out_dir = dir.path().join("evidence");
+    run_ok(
+        tally()
+            .args([
+                "evidence",
+                "--aggregator",
+                &agg.url(),
+                "--log",
+                &x.origin,
+                "--out",
+            ])
+            .arg(&out_dir),
+    );
+    let file = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("fork"))
+        .unwrap();
+    let out = run_ok(tally().arg("verify").arg(&file).args(vkeys(&[&x])));
+    assert!(out.contains("forked"), "{out}");
+    // Another key cannot be blamed with it.
+    let stranger = tally_core::SigningKey::from_seed(
+        tally_core::KeyName::new("forked.agg.test/log").unwrap(),
+        [5; 32],
+    );
+    let out = tally()
+        .arg("verify")
+        .arg(&file)
+        .args(["--vkey", &stranger.verifying_key().to_note_vkey()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+
+    // The forked log no longer votes, and answers say why.
+    let r = query(&agg, Some("1-of-1"), &[sample::output_path(1).to_string()]);
+    assert_eq!(status_of(&r, 0), "unknown");
+    let reason = r["results"][0]["logs"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("excluded") && reason.contains("fork"),
+        "{reason}"
+    );
+    assert!(logs(&agg).await[0].state == "excluded");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_entry_altered_after_signing_is_bad_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = LogDaemon::start(&dir.path().join("log"), "tampered.agg.test/log", &[]);
+    submit(&log, samples(0..300)).await;
+    log.stop();
+    tamper(&log.dir.join("data/log.redb"), 123);
+    log.restart();
+
+    let agg = AggregatorDaemon::start(&dir.path().join("agg"), &[log.follow()], &[]);
+    let e = wait_evidence(&agg, "bad_entries").await;
+    assert!(e.summary.contains("tampered.agg.test/log"), "{}", e.summary);
+    let out_dir = dir.path().join("evidence");
+    run_ok(
+        tally()
+            .args(["evidence", "--aggregator", &agg.url(), "--out"])
+            .arg(&out_dir),
+    );
+    let file = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let out = run_ok(tally().arg("verify").arg(&file).args(vkeys(&[&log])));
+    assert!(out.contains("not those of"), "{out}");
+    assert_eq!(logs(&agg).await[0].state, "excluded");
+}
+
+/// Changes one byte of entry `index` in a log's database, as a disk fault or an intruder
+/// would, leaving the signed checkpoint and the stored hashes as they were.
+fn tamper(db: &std::path::Path, index: u64) {
+    use redb::ReadableTable as _;
+    const ENTRIES: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("log/entries");
+    let db = redb::Database::create(db).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut table = txn.open_table(ENTRIES).unwrap();
+        let (first, blob) = {
+            let (k, v) = table.range(..=index).unwrap().next_back().unwrap().unwrap();
+            (k.value(), v.value().to_vec())
+        };
+        let raw = lz4_flex::decompress_size_prepended(&blob).unwrap();
+        let mut entries: Vec<Vec<u8>> = tally_core::tiles::bundle_entries(&raw)
+            .unwrap()
+            .into_iter()
+            .map(<[u8]>::to_vec)
+            .collect();
+        let e = &mut entries[(index - first) as usize];
+        let at = e.windows(9).position(|w| w == b"nar-size ").unwrap() + 9;
+        e[at] = if e[at] == b'9' { b'8' } else { e[at] + 1 };
+        let mut bundle = Vec::new();
+        for e in &entries {
+            tally_core::tiles::push_entry(&mut bundle, e);
+        }
+        table
+            .insert(first, lz4_flex::compress_prepend_size(&bundle).as_slice())
+            .unwrap();
+    }
+    txn.commit().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_witness_add_checkpoint_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = LogDaemon::start(&dir.path().join("log"), "witnessed.agg.test/log", &[]);
+    submit(&log, samples(0..10)).await;
+    // Poll once at start-up, then leave the witness to add-checkpoint alone.
+    let agg = AggregatorDaemon::start(
+        &dir.path().join("agg"),
+        &[log.follow()],
+        &["poll_interval_secs = 3600"],
+    );
+    wait_verified(&agg, &log.origin, 10).await;
+    submit(&log, samples(10..25)).await;
+    let mut c = client::connect(&log.socket().parse().unwrap(), BearerToken::default())
+        .await
+        .unwrap();
+    let note = c
+        .get_checkpoint(v1::GetCheckpointRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .note;
+    let proof = c
+        .get_consistency_proof(v1::GetConsistencyProofRequest {
+            old_size: 10,
+            new_size: 25,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let hashes = tally_core::tlog::ConsistencyProof::try_from(&proof)
+        .unwrap()
+        .hashes;
+    let post =
+        |body: Vec<u8>| http::request(agg.addr, "POST", "/add-checkpoint", &[], &body).unwrap();
+    let request = |old: u64, proof: Vec<Hash>, checkpoint: Vec<u8>| {
+        AddCheckpoint {
+            old_size: old,
+            proof,
+            checkpoint,
+        }
+        .to_body()
+    };
+
+    assert_eq!(post(b"nonsense".to_vec()).status, 400);
+    let stranger = tally_core::SigningKey::from_seed(
+        tally_core::KeyName::new("unknown.test/log").unwrap(),
+        [3; 32],
+    );
+    let unknown = SignedCheckpoint::sign(
+        tally_core::Checkpoint {
+            origin: stranger.name().clone(),
+            tree: tally_core::TreeHead {
+                size: 1,
+                root: Hash::ZERO,
+            },
+            map_root: Hash::ZERO,
+        },
+        &stranger,
+    )
+    .unwrap();
+    assert_eq!(post(request(0, vec![], unknown.to_bytes())).status, 404);
+    let impostor =
+        tally_core::SigningKey::from_seed(tally_core::KeyName::new(&log.origin).unwrap(), [4; 32]);
+    let forged = Note::sign(Note::parse(&note).unwrap().text(), &impostor)
+        .unwrap()
+        .to_bytes();
+    assert_eq!(post(request(10, hashes.clone(), forged)).status, 403);
+    assert_eq!(post(request(26, vec![], note.clone())).status, 400);
+    let stale = post(request(5, hashes.clone(), note.clone()));
+    assert_eq!(
+        (stale.status, stale.header("content-type"), stale.text()),
+        (409, Some("text/x.tlog.size"), "10\n".to_owned())
+    );
+    let mut bad = hashes.clone();
+    bad[0].0[0] ^= 1;
+    assert_eq!(post(request(10, bad, note.clone())).status, 422);
+
+    let ok = post(request(10, hashes.clone(), note.clone()));
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert!(
+        ok.text().starts_with("— aggregator.test/witness "),
+        "{}",
+        ok.text()
+    );
+    let mut cosigned = Note::parse(&note).unwrap();
+    cosigned.add_signature(
+        Note::parse(format!("x\n\n{}", ok.text()).as_bytes())
+            .unwrap()
+            .signatures()[0]
+            .clone(),
+    );
+    CosignatureVerifier::parse(&agg.witness_vkey)
+        .unwrap()
+        .verify(&cosigned)
+        .unwrap();
+    // Persisted: the same request again is now stale.
+    let again = post(request(10, hashes, note));
+    assert_eq!((again.status, again.text()), (409, "25\n".to_owned()));
+}
