@@ -1,7 +1,7 @@
 //! The aggregator as a separate process following real log daemons over loopback: verdicts
 //! and policies, evidence of disagreement, forks and bad data that `tally verify` accepts
 //! (and a tampered bundle it refuses), logs going down and coming back, restarts, and the
-//! witness.
+//! witness, and a two-faced log whose contradiction becomes evidence.
 
 use std::time::{Duration, Instant};
 
@@ -596,4 +596,156 @@ async fn the_witness_add_checkpoint_endpoint() {
     // Persisted: the same request again is now stale.
     let again = post(request(10, hashes, note));
     assert_eq!((again.status, again.text()), (409, "25\n".to_owned()));
+}
+
+/// A log that attests one output path twice, which no Tally daemon will do (it refuses the
+/// second submit). It signs honest checkpoints over its entries, built with tally-core's
+/// in-memory replay, and serves the read RPCs the aggregator follows.
+mod rogue {
+    use tally_core::replay::Replay;
+    use tally_core::tlog::ConsistencyProof;
+    use tally_core::{Checkpoint, SignedCheckpoint, SigningKey};
+    use tally_proto::v1;
+    use tally_proto::v1::log_server::{Log, LogServer};
+    use tonic::{Request, Response, Status};
+
+    pub(super) struct RogueLog {
+        entries: Vec<Vec<u8>>,
+        replay: Replay,
+        note: Vec<u8>,
+    }
+
+    impl RogueLog {
+        pub(super) fn new(key: &SigningKey, entries: Vec<Vec<u8>>) -> RogueLog {
+            let mut replay = Replay::of(&entries);
+            let checkpoint = Checkpoint {
+                origin: key.name().clone(),
+                tree: replay.tree_head(),
+                map_root: replay.map_root(),
+            };
+            let note = SignedCheckpoint::sign(checkpoint, key).unwrap().to_bytes();
+            RogueLog {
+                entries,
+                replay,
+                note,
+            }
+        }
+
+        /// Serves it on loopback; returns its URL.
+        pub(super) async fn serve(self) -> String {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(LogServer::new(self))
+                    .serve_with_incoming(incoming),
+            );
+            url
+        }
+    }
+
+    type Pages = tokio_stream::Iter<std::vec::IntoIter<Result<v1::EntryPage, Status>>>;
+
+    #[tonic::async_trait]
+    impl Log for RogueLog {
+        type GetEntriesStream = Pages;
+
+        async fn get_checkpoint(
+            &self,
+            _: Request<v1::GetCheckpointRequest>,
+        ) -> Result<Response<v1::Checkpoint>, Status> {
+            Ok(Response::new(v1::Checkpoint {
+                note: self.note.clone(),
+            }))
+        }
+
+        async fn get_entries(
+            &self,
+            request: Request<v1::GetEntriesRequest>,
+        ) -> Result<Response<Pages>, Status> {
+            let r = request.into_inner();
+            let page = v1::EntryPage {
+                start: r.start,
+                entries: self.entries[r.start as usize..r.end as usize].to_vec(),
+            };
+            Ok(Response::new(tokio_stream::iter(vec![Ok(page)])))
+        }
+
+        async fn get_consistency_proof(
+            &self,
+            request: Request<v1::GetConsistencyProofRequest>,
+        ) -> Result<Response<v1::ConsistencyProof>, Status> {
+            let r = request.into_inner();
+            let proof = ConsistencyProof::generate(r.old_size, r.new_size, &self.replay)
+                .map_err(|e| Status::out_of_range(e.to_string()))?;
+            Ok(Response::new(proof.into()))
+        }
+
+        async fn submit(
+            &self,
+            _: Request<v1::SubmitRequest>,
+        ) -> Result<Response<v1::SubmitResponse>, Status> {
+            Err(Status::unimplemented("read-only"))
+        }
+
+        async fn get_inclusion_proof(
+            &self,
+            _: Request<v1::GetInclusionProofRequest>,
+        ) -> Result<Response<v1::InclusionProof>, Status> {
+            Err(Status::unimplemented("not needed"))
+        }
+
+        async fn lookup(
+            &self,
+            _: Request<v1::LookupRequest>,
+        ) -> Result<Response<v1::LookupResponse>, Status> {
+            Err(Status::unimplemented("not needed"))
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_attesting_one_path_twice_is_a_contradiction() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = "twofaced.agg.test/log";
+    let key = tally_core::SigningKey::from_seed(tally_core::KeyName::new(origin).unwrap(), [7; 32]);
+    let mut fields = sample::attestation(4).fields().clone();
+    fields.nar_hash = sample::attestation(5).nar_hash();
+    let second = tally_core::Attestation::new(fields).unwrap();
+    let mut entries: Vec<Vec<u8>> = (0..10)
+        .map(|i| sample::attestation(i).as_bytes().to_vec())
+        .collect();
+    entries.push(second.as_bytes().to_vec());
+    let url = rogue::RogueLog::new(&key, entries).serve().await;
+    let vkey = key.verifying_key().to_note_vkey();
+    let follow = vec![(origin.to_owned(), vkey.clone(), vec![url])];
+    let agg = AggregatorDaemon::start(&dir.path().join("agg"), &follow, &[]);
+    let e = wait_evidence(&agg, "contradiction").await;
+    assert!(
+        e.summary.contains("twice")
+            && e.summary.contains("at entry 4")
+            && e.summary.contains("at entry 10"),
+        "{}",
+        e.summary
+    );
+
+    let out_dir = dir.path().join("evidence");
+    run_ok(
+        tally()
+            .args(["evidence", "--aggregator", &agg.url(), "--out"])
+            .arg(&out_dir),
+    );
+    let file = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("contradiction"))
+        .unwrap();
+    let out = run_ok(tally().arg("verify").arg(&file).args(["--vkey", &vkey]));
+    assert!(out.contains("at entry 10"), "{out}");
+    let metrics = String::from_utf8(http::get(agg.addr, "/metrics").body).unwrap();
+    let counted = format!(
+        "tally_aggregator_verification_failures_total{{origin=\"{origin}\",kind=\"contradiction\"}} 1"
+    );
+    assert!(metrics.contains(&counted), "{counted} not in:\n{metrics}");
 }
