@@ -30,41 +30,10 @@ fn samples(range: std::ops::Range<u64>) -> Vec<tally_core::Attestation> {
     range.map(sample::attestation).collect()
 }
 
-async fn logs(agg: &AggregatorDaemon) -> Vec<v1::LogStatus> {
-    let mut c = client::connect_aggregator(&Address::Http(agg.url()))
-        .await
-        .unwrap();
-    c.list_logs(v1::ListLogsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .logs
-}
-
-/// Waits until the aggregator has verified `origin` at `size`.
-async fn wait_verified(agg: &AggregatorDaemon, origin: &str, size: u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let all = logs(agg).await;
-        if all
-            .iter()
-            .any(|l| l.origin == origin && l.verified_size == size && l.state == "verified")
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{origin} not verified at {size}: {all:#?}\n{}",
-            agg.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn logs_status(agg: &AggregatorDaemon, origin: &str) -> v1::LogStatus {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let all = logs(agg).await;
+        let all = agg.logs().await;
         let s = all.into_iter().find(|l| l.origin == origin).unwrap();
         if s.state != "syncing" || Instant::now() > deadline {
             return s;
@@ -145,7 +114,7 @@ async fn verdicts_policies_and_evidence() {
         &[],
     );
     for log in &logs {
-        wait_verified(&agg, &log.origin, 50).await;
+        agg.wait_verified(&log.origin, 50).await;
     }
     let trusted = sample::output_path(1).to_string();
     let disputed = sample::output_path(7).to_string();
@@ -317,14 +286,14 @@ async fn logs_down_restarts_and_catching_up() {
         &[],
     );
     for log in &logs {
-        wait_verified(&agg, &log.origin, 30).await;
+        agg.wait_verified(&log.origin, 30).await;
     }
 
     // Builder 3 goes down; the others attest a new path; queries are still answered.
     logs[2].stop();
     for log in &logs[..2] {
         submit(log, samples(30..31)).await;
-        wait_verified(&agg, &log.origin, 31).await;
+        agg.wait_verified(&log.origin, 31).await;
     }
     let new = sample::output_path(30).to_string();
     let r = query(&agg, None, std::slice::from_ref(&new));
@@ -341,7 +310,7 @@ async fn logs_down_restarts_and_catching_up() {
     submit(&logs[0], samples(31..40)).await;
     agg.restart();
     for (log, size) in logs[..2].iter().zip([40, 31]) {
-        wait_verified(&agg, &log.origin, size).await;
+        agg.wait_verified(&log.origin, size).await;
     }
     // Builder 3 is still down: reported so, with what was verified before kept.
     let third = logs_status(&agg, &logs[2].origin).await;
@@ -365,7 +334,7 @@ async fn logs_down_restarts_and_catching_up() {
     // Builder 3 comes back and catches up.
     logs[2].restart();
     submit(&logs[2], samples(30..31)).await;
-    wait_verified(&agg, &logs[2].origin, 31).await;
+    agg.wait_verified(&logs[2].origin, 31).await;
     let r = query(&agg, Some("all"), &[new]);
     assert_eq!(status_of(&r, 0), "trusted", "{r:#}");
 }
@@ -432,7 +401,7 @@ async fn two_views_of_one_log_are_a_fork() {
         reason.contains("excluded") && reason.contains("fork"),
         "{reason}"
     );
-    assert!(logs(&agg).await[0].state == "excluded");
+    assert!(agg.logs().await[0].state == "excluded");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -461,7 +430,7 @@ async fn an_entry_altered_after_signing_is_bad_data() {
         .path();
     let out = run_ok(tally().arg("verify").arg(&file).args(vkeys(&[&log])));
     assert!(out.contains("not those of"), "{out}");
-    assert_eq!(logs(&agg).await[0].state, "excluded");
+    assert_eq!(agg.logs().await[0].state, "excluded");
 }
 
 /// Changes one byte of entry `index` in a log's database, as a disk fault or an intruder
@@ -508,7 +477,7 @@ async fn the_witness_add_checkpoint_endpoint() {
         &[log.follow()],
         &["poll_interval_secs = 3600"],
     );
-    wait_verified(&agg, &log.origin, 10).await;
+    agg.wait_verified(&log.origin, 10).await;
     submit(&log, samples(10..25)).await;
     let mut c = client::connect(&log.socket().parse().unwrap(), BearerToken::default())
         .await

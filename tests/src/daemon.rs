@@ -6,6 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tally_core::VerifyingKey;
+use tally_proto::client::{self, Address};
+use tally_proto::v1;
 
 use crate::{http, tally};
 
@@ -55,6 +57,98 @@ pub fn wait_healthy(addr: SocketAddr, child: &mut Child, log: &Path) {
     );
 }
 
+/// Config file text: `defaults`, each replaced by the option of the same name in `options`,
+/// plus the options that replace nothing.
+fn config_lines(defaults: &[String], options: &[&str]) -> String {
+    let mut lines = std::collections::BTreeMap::new();
+    for line in defaults
+        .iter()
+        .map(String::as_str)
+        .chain(options.iter().copied())
+    {
+        let name = line.split('=').next().unwrap().trim().to_owned();
+        lines.insert(name, line.to_owned());
+    }
+    lines.values().map(|l| format!("{l}\n")).collect()
+}
+
+/// Makes a Nix-format key named `name` at `path` unless it exists.
+fn ensure_key(path: &Path, name: &str) -> tally_core::SigningKey {
+    if !path.exists() {
+        crate::run_ok(
+            tally()
+                .args(["keygen", "--name", name, "--secret-key-file"])
+                .arg(path),
+        );
+    }
+    tally_store::read_signing_key(path).unwrap()
+}
+
+/// A `tally` child process serving HTTP on `addr`, logging to a file in `dir`. Killed when
+/// dropped.
+struct Process {
+    dir: PathBuf,
+    addr: SocketAddr,
+    args: Vec<String>,
+    log_file: &'static str,
+    child: Option<Child>,
+}
+
+impl Process {
+    fn new(dir: &Path, addr: SocketAddr, args: &[&str], log_file: &'static str) -> Process {
+        let mut p = Process {
+            dir: dir.to_owned(),
+            addr,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            log_file,
+            child: None,
+        };
+        p.restart();
+        p
+    }
+
+    fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = self.dir.join(self.log_file);
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut child = tally()
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        wait_healthy(self.addr, &mut child, &log);
+        self.child = Some(child);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            terminate(&mut child);
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join(self.log_file)).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// An attester log daemon in a temporary directory.
 pub struct LogDaemon {
     /// Its directory (key, config, data, socket, spool).
@@ -65,7 +159,7 @@ pub struct LogDaemon {
     pub addr: SocketAddr,
     /// Its public key.
     pub vkey: VerifyingKey,
-    child: Option<Child>,
+    process: Process,
 }
 
 impl LogDaemon {
@@ -74,16 +168,8 @@ impl LogDaemon {
     pub fn start(dir: &Path, origin: &str, options: &[&str]) -> LogDaemon {
         std::fs::create_dir_all(dir).unwrap();
         let key = dir.join("log.key");
-        if !key.exists() {
-            crate::run_ok(
-                tally()
-                    .args(["keygen", "--name", origin, "--secret-key-file"])
-                    .arg(&key),
-            );
-        }
-        let vkey = tally_store::read_signing_key(&key).unwrap().verifying_key();
+        let vkey = ensure_key(&key, origin).verifying_key();
         let addr = free_port();
-        let mut lines = std::collections::BTreeMap::new();
         let defaults = [
             format!("origin = \"{origin}\""),
             format!("secret_key_file = \"{}\"", key.display()),
@@ -94,57 +180,36 @@ impl LogDaemon {
             "batch_period_ms = 20".to_owned(),
             "batch_idle_ms = 5".to_owned(),
         ];
-        for line in defaults
-            .iter()
-            .map(String::as_str)
-            .chain(options.iter().copied())
-        {
-            let name = line.split('=').next().unwrap().trim().to_owned();
-            lines.insert(name, line.to_owned());
-        }
-        let config: String = lines.values().map(|l| format!("{l}\n")).collect();
-        std::fs::write(dir.join("log.toml"), config).unwrap();
-        let mut daemon = LogDaemon {
+        let config = dir.join("log.toml");
+        std::fs::write(&config, config_lines(&defaults, options)).unwrap();
+        let config = config.to_str().unwrap();
+        LogDaemon {
             dir: dir.to_owned(),
             origin: origin.to_owned(),
             addr,
             vkey,
-            child: None,
-        };
-        daemon.restart();
-        daemon
+            process: Process::new(
+                dir,
+                addr,
+                &["log", "serve", "--config", config],
+                "daemon.log",
+            ),
+        }
     }
 
     /// Starts the daemon again with the same config (after [`LogDaemon::stop`]).
     pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let log = self.dir.join("daemon.log");
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        let mut child = tally()
-            .args(["log", "serve", "--config"])
-            .arg(self.dir.join("log.toml"))
-            .stdout(Stdio::null())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        wait_healthy(self.addr, &mut child, &log);
-        self.child = Some(child);
+        self.process.restart();
     }
 
     /// Stops the daemon with SIGTERM.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            terminate(&mut child);
-        }
+        self.process.stop();
     }
 
     /// The daemon's process id.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
+        self.process.pid()
     }
 
     /// `unix:<socket>`.
@@ -159,16 +224,16 @@ impl LogDaemon {
 
     /// What the daemon logged so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+        self.process.log()
     }
-}
 
-impl Drop for LogDaemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+    /// This log as an aggregator's config entry: origin, vkey, URLs.
+    pub fn follow(&self) -> (String, String, Vec<String>) {
+        (
+            self.origin.clone(),
+            self.vkey.to_note_vkey(),
+            vec![self.url()],
+        )
     }
 }
 
@@ -180,7 +245,7 @@ pub struct AggregatorDaemon {
     pub addr: SocketAddr,
     /// Its witness's cosigner verifier key.
     pub witness_vkey: String,
-    child: Option<Child>,
+    process: Process,
 }
 
 impl AggregatorDaemon {
@@ -191,26 +256,36 @@ impl AggregatorDaemon {
         logs: &[(String, String, Vec<String>)],
         options: &[&str],
     ) -> AggregatorDaemon {
+        let config = AggregatorDaemon::write_config(dir, logs, options);
+        let addr = config.1;
+        let config = config.0.to_str().unwrap().to_owned();
+        let witness = tally_store::read_signing_key(&dir.join("witness.key")).unwrap();
+        AggregatorDaemon {
+            dir: dir.to_owned(),
+            addr,
+            witness_vkey: tally_core::cosignature::Cosigner::new(witness)
+                .verifier()
+                .to_vkey(),
+            process: Process::new(
+                dir,
+                addr,
+                &["aggregate", "serve", "--config", &config],
+                "aggregator.log",
+            ),
+        }
+    }
+
+    /// Writes an aggregator config (and witness key) in `dir` without starting it; returns
+    /// the config file and the address it listens on.
+    pub fn write_config(
+        dir: &Path,
+        logs: &[(String, String, Vec<String>)],
+        options: &[&str],
+    ) -> (PathBuf, SocketAddr) {
         std::fs::create_dir_all(dir).unwrap();
         let key = dir.join("witness.key");
-        if !key.exists() {
-            crate::run_ok(
-                tally()
-                    .args([
-                        "keygen",
-                        "--name",
-                        "aggregator.test/witness",
-                        "--secret-key-file",
-                    ])
-                    .arg(&key),
-            );
-        }
-        let witness = tally_store::read_signing_key(&key).unwrap();
-        let witness_vkey = tally_core::cosignature::Cosigner::new(witness)
-            .verifier()
-            .to_vkey();
+        ensure_key(&key, "aggregator.test/witness");
         let addr = free_port();
-        let mut top = std::collections::BTreeMap::new();
         let defaults = [
             format!("data_dir = \"{}\"", dir.join("data").display()),
             format!("listen = \"{addr}\""),
@@ -218,17 +293,7 @@ impl AggregatorDaemon {
             format!("witness_key_file = \"{}\"", key.display()),
             "cache_mb = 32".to_owned(),
         ];
-        for line in defaults
-            .iter()
-            .map(String::as_str)
-            .chain(options.iter().copied())
-        {
-            top.insert(
-                line.split('=').next().unwrap().trim().to_owned(),
-                line.to_owned(),
-            );
-        }
-        let mut config: String = top.values().map(|l| format!("{l}\n")).collect();
+        let mut config = config_lines(&defaults, options);
         for (origin, vkey, urls) in logs {
             let urls: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
             config.push_str(&format!(
@@ -236,42 +301,51 @@ impl AggregatorDaemon {
                 urls.join(", ")
             ));
         }
-        std::fs::write(dir.join("aggregator.toml"), config).unwrap();
-        let mut daemon = AggregatorDaemon {
-            dir: dir.to_owned(),
-            addr,
-            witness_vkey,
-            child: None,
-        };
-        daemon.restart();
-        daemon
+        let path = dir.join("aggregator.toml");
+        std::fs::write(&path, config).unwrap();
+        (path, addr)
     }
 
     /// Starts it again (after [`AggregatorDaemon::stop`]).
     pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let log = self.dir.join("aggregator.log");
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
+        self.process.restart();
+    }
+
+    /// The aggregator's view of its logs.
+    pub async fn logs(&self) -> Vec<v1::LogStatus> {
+        let mut c = client::connect_aggregator(&Address::Http(self.url()))
+            .await
             .unwrap();
-        let mut child = tally()
-            .args(["aggregate", "serve", "--config"])
-            .arg(self.dir.join("aggregator.toml"))
-            .stdout(Stdio::null())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        wait_healthy(self.addr, &mut child, &log);
-        self.child = Some(child);
+        c.list_logs(v1::ListLogsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .logs
+    }
+
+    /// Waits until the aggregator has verified `origin` at `size`.
+    pub async fn wait_verified(&self, origin: &str, size: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let all = self.logs().await;
+            if all
+                .iter()
+                .any(|l| l.origin == origin && l.verified_size == size && l.state == "verified")
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{origin} not verified at {size}: {all:#?}\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Stops it with SIGTERM.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            terminate(&mut child);
-        }
+        self.process.stop();
     }
 
     /// `http://<addr>`.
@@ -281,26 +355,74 @@ impl AggregatorDaemon {
 
     /// What it logged so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("aggregator.log")).unwrap_or_default()
+        self.process.log()
     }
 }
 
-impl Drop for AggregatorDaemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+/// A binary cache proxy (`tally cache serve`) in a temporary directory.
+pub struct CacheDaemon {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Its HTTP address.
+    pub addr: SocketAddr,
+    /// Its Nix public key, for `trusted-public-keys`.
+    pub public_key: String,
+    process: Process,
+}
+
+impl CacheDaemon {
+    /// Starts a cache proxy over `upstreams` asking `aggregator` (a `url = …` or `config = …`
+    /// line for the `[aggregator]` table). `options` are extra top-level config lines.
+    pub fn start(
+        dir: &Path,
+        upstreams: &[String],
+        aggregator: &str,
+        options: &[&str],
+    ) -> CacheDaemon {
+        std::fs::create_dir_all(dir).unwrap();
+        let key = dir.join("cache.key");
+        let public_key = ensure_key(&key, "cache.test-1")
+            .verifying_key()
+            .to_nix_public();
+        let addr = free_port();
+        let upstreams: Vec<String> = upstreams.iter().map(|u| format!("\"{u}\"")).collect();
+        let defaults = [
+            format!("listen = \"{addr}\""),
+            format!("upstreams = [{}]", upstreams.join(", ")),
+            format!("secret_key_file = \"{}\"", key.display()),
+        ];
+        let config = format!(
+            "{}\n[aggregator]\n{aggregator}\n",
+            config_lines(&defaults, options)
+        );
+        let path = dir.join("cache.toml");
+        std::fs::write(&path, config).unwrap();
+        let path = path.to_str().unwrap();
+        CacheDaemon {
+            dir: dir.to_owned(),
+            addr,
+            public_key,
+            process: Process::new(
+                dir,
+                addr,
+                &["cache", "serve", "--config", path],
+                "cache.log",
+            ),
         }
     }
-}
 
-impl LogDaemon {
-    /// This log as an aggregator's config entry: origin, vkey, URLs.
-    pub fn follow(&self) -> (String, String, Vec<String>) {
-        (
-            self.origin.clone(),
-            self.vkey.to_note_vkey(),
-            vec![self.url()],
-        )
+    /// Stops it with SIGTERM.
+    pub fn stop(&mut self) {
+        self.process.stop();
+    }
+
+    /// `http://<addr>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        self.process.log()
     }
 }

@@ -30,4 +30,5 @@ pub mod witness;
 pub use config::Config;
 pub use error::AggregatorError;
 pub use progress::{LogLines, SyncProgress};
-pub use server::serve;
+pub use server::{Running, serve, start};
+pub use service::Shared;

@@ -40,6 +40,24 @@ pub async fn serve(
     progress: Arc<dyn SyncProgress>,
     shutdown: CancellationToken,
 ) -> Result<(), AggregatorError> {
+    start(config, progress, shutdown).await?.serving.await
+}
+
+/// A started aggregator.
+pub struct Running {
+    /// Answers queries in process: it implements the gRPC service's methods.
+    pub handle: Shared,
+    /// Follows the logs and serves gRPC and HTTP until shutdown; must be polled.
+    pub serving: std::pin::Pin<Box<dyn Future<Output = Result<(), AggregatorError>> + Send>>,
+}
+
+/// Opens the mirror and binds the listener, so that start-up errors come out here, and
+/// returns the handle and the future that does the work.
+pub async fn start(
+    config: Config,
+    progress: Arc<dyn SyncProgress>,
+    shutdown: CancellationToken,
+) -> Result<Running, AggregatorError> {
     config.validate()?;
     let cosigner = match &config.witness_key_file {
         Some(path) => Some(Cosigner::new(
@@ -126,7 +144,7 @@ pub async fn serve(
     let grpc = AggregatorServer::new(shared.clone()).max_encoding_message_size(256 << 20);
     let app = tonic::service::Routes::new(grpc)
         .into_axum_router()
-        .merge(http::router(shared));
+        .merge(http::router(shared.clone()));
     tracing::info!(
         logs = origins.len(),
         "serving gRPC and HTTP on {}",
@@ -136,11 +154,17 @@ pub async fn serve(
     let listener = listener.tap_io(|stream| {
         let _ = stream.set_nodelay(true);
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await
-        .map_err(io("serving"))?;
-    while followers.join_next().await.is_some() {}
-    tracing::info!("stopped");
-    Ok(())
+    let serving = async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await
+            .map_err(io("serving"))?;
+        while followers.join_next().await.is_some() {}
+        tracing::info!("stopped");
+        Ok(())
+    };
+    Ok(Running {
+        handle: shared,
+        serving: Box::pin(serving),
+    })
 }

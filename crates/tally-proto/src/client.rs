@@ -102,9 +102,18 @@ pub type AggregatorClient = crate::v1::aggregator_client::AggregatorClient<Chann
 
 /// Connects to an aggregator.
 pub async fn connect_aggregator(address: &Address) -> Result<AggregatorClient, ClientError> {
-    Ok(AggregatorClient::new(channel(address).await?)
+    Ok(aggregator_client(channel(address).await?))
+}
+
+/// An aggregator client that connects on first use (see [`lazy_channel`]).
+pub fn connect_aggregator_lazy(address: &Address) -> Result<AggregatorClient, ClientError> {
+    Ok(aggregator_client(lazy_channel(address)?))
+}
+
+fn aggregator_client(channel: Channel) -> AggregatorClient {
+    AggregatorClient::new(channel)
         .max_decoding_message_size(256 << 20)
-        .max_encoding_message_size(64 << 20))
+        .max_encoding_message_size(64 << 20)
 }
 
 /// Connects to a log daemon.
@@ -123,39 +132,59 @@ fn windows(endpoint: Endpoint) -> Endpoint {
         .initial_connection_window_size(Some(8 << 20))
 }
 
-/// A gRPC channel to `address`.
+/// The endpoint for `address`: timeouts, windows and, for TCP, no Nagle delay.
+fn endpoint(address: &Address) -> Result<Endpoint, ClientError> {
+    let endpoint = match address {
+        Address::Http(url) => Endpoint::from_shared(url.clone())
+            .map_err(|_| ClientError::Address(url.clone()))?
+            .tcp_nodelay(true),
+        // The URI is required by the API but unused: the connector dials the socket.
+        Address::Unix(_) => Endpoint::from_static("http://localhost"),
+    };
+    Ok(windows(endpoint.connect_timeout(Duration::from_secs(5))))
+}
+
+/// Dials a Unix socket.
+fn unix_connector(
+    path: PathBuf,
+) -> impl tower::Service<
+    tonic::transport::Uri,
+    Response = TokioIo<tokio::net::UnixStream>,
+    Error = std::io::Error,
+    Future = impl Future<Output = std::io::Result<TokioIo<tokio::net::UnixStream>>> + Send,
+> + Clone
++ Send {
+    tower::service_fn(move |_| {
+        let path = path.clone();
+        async move { Ok(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+    })
+}
+
+/// A gRPC channel to `address`, connected now.
 pub async fn channel(address: &Address) -> Result<Channel, ClientError> {
-    let connect_err = |source| ClientError::Connect {
+    let endpoint = endpoint(address)?;
+    let connected = match address {
+        Address::Http(_) => endpoint.connect().await,
+        Address::Unix(path) => {
+            endpoint
+                .connect_with_connector(unix_connector(path.clone()))
+                .await
+        }
+    };
+    connected.map_err(|source| ClientError::Connect {
         address: address.to_string(),
         source,
-    };
-    match address {
-        Address::Http(url) => windows(
-            Endpoint::from_shared(url.clone())
-                .map_err(|_| ClientError::Address(url.clone()))?
-                .connect_timeout(Duration::from_secs(5))
-                .tcp_nodelay(true),
-        )
-        .connect()
-        .await
-        .map_err(connect_err),
-        Address::Unix(path) => {
-            let path = path.clone();
-            // The URI is required by the API but unused: the connector dials the socket.
-            windows(
-                Endpoint::from_static("http://localhost").connect_timeout(Duration::from_secs(5)),
-            )
-            .connect_with_connector(tower::service_fn(move |_| {
-                let path = path.clone();
-                async move {
-                    let stream = tokio::net::UnixStream::connect(path).await?;
-                    Ok::<_, std::io::Error>(TokioIo::new(stream))
-                }
-            }))
-            .await
-            .map_err(connect_err)
-        }
-    }
+    })
+}
+
+/// A gRPC channel to `address` that connects on first use and reconnects as needed: for
+/// services that must start while the other side is down.
+pub fn lazy_channel(address: &Address) -> Result<Channel, ClientError> {
+    let endpoint = endpoint(address)?;
+    Ok(match address {
+        Address::Http(_) => endpoint.connect_lazy(),
+        Address::Unix(path) => endpoint.connect_with_connector_lazy(unix_connector(path.clone())),
+    })
 }
 
 /// The conflicts an ALREADY_EXISTS status from `Submit` carries in its details.

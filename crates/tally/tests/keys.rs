@@ -183,3 +183,51 @@ fn the_example_aggregator_config_is_valid() {
         "{err}"
     );
 }
+
+#[test]
+fn the_example_cache_config_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/cache.toml");
+    let out = tally()
+        .args(["cache", "check-config", "--config", example])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    let text = fs::read_to_string(example).unwrap();
+    for (from, to, option) in [
+        (
+            "upstreams = [\"https://cache.nixos.org\"]",
+            "upstreams = [\"cache.nixos.org\"]",
+            "upstreams",
+        ),
+        (
+            "# config = \"/etc/tally/aggregator.toml\"",
+            "config = \"/etc/tally/aggregator.toml\"",
+            "aggregator",
+        ),
+        (
+            "decision_ttl_secs = 60",
+            "decision_ttl_secs = 0",
+            "decision_ttl_secs",
+        ),
+        ("priority = 30", "priority = 30\nprority = 1", "prority"),
+    ] {
+        assert!(text.contains(from), "{from}");
+        fs::write(&bad, text.replace(from, to)).unwrap();
+        let out = tally()
+            .args(["cache", "check-config", "--config"])
+            .arg(&bad)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(option),
+            "{option}: {err}"
+        );
+    }
+}

@@ -33,18 +33,19 @@ pub(crate) struct Args {
     config: PathBuf,
 }
 
-fn load(args: &Args) -> anyhow::Result<tally_aggregator::Config> {
-    let config: tally_aggregator::Config = config::load(&args.config)?;
+/// Reads and checks an aggregator config file.
+pub(super) fn load(path: &std::path::Path) -> anyhow::Result<tally_aggregator::Config> {
+    let config: tally_aggregator::Config = config::load(path)?;
     config
         .validate()
-        .with_context(|| format!("config file {}", args.config.display()))?;
+        .with_context(|| format!("config file {}", path.display()))?;
     Ok(config)
 }
 
 pub(crate) fn run(cmd: Command, json: bool) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Serve(args) => {
-            let config = load(&args)?;
+            let config = load(&args.config)?;
             runtime::init_tracing("info");
             runtime::block_on(async {
                 let shutdown = runtime::shutdown_on_signal();
@@ -54,7 +55,7 @@ pub(crate) fn run(cmd: Command, json: bool) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig(args) => {
-            let config = load(&args)?;
+            let config = load(&args.config)?;
             if json {
                 output::json(
                     &serde_json::json!({"config": args.config, "logs": config.origins(), "ok": true}),

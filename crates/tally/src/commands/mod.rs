@@ -2,6 +2,7 @@
 
 mod aggregate;
 mod bench;
+mod cache;
 mod completions;
 mod demo;
 mod evidence;
@@ -42,6 +43,8 @@ enum Command {
     Hook(hook::Args),
     #[command(subcommand)]
     Aggregate(aggregate::Command),
+    #[command(subcommand)]
+    Cache(cache::Command),
     Query(query::QueryArgs),
     Check(query::CheckArgs),
     Evidence(evidence::EvidenceArgs),
@@ -62,6 +65,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Submit(args) => submit::run(args, json),
         Command::Hook(args) => hook::run(args, json),
         Command::Aggregate(cmd) => aggregate::run(cmd, json),
+        Command::Cache(cmd) => cache::run(cmd, json),
         Command::Query(args) => query::query(args, json),
         Command::Check(args) => query::check(args, json),
         Command::Evidence(args) => evidence::evidence(args, json),

@@ -1,4 +1,7 @@
-//! `tally demo`: a three-builder federation with an aggregator, on loopback.
+//! `tally demo`: a three-builder federation with an aggregator and a binary cache proxy, on
+//! loopback.
+
+mod cache;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -7,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use tally_core::{Hash, KeyName, SigningKey, sample};
+use tally_cache::upstream::{BinaryCacheUrl, Upstreams};
+use tally_core::{Hash, KeyName, NarHash, SigningKey, sample};
 use tally_proto::client::{self, Address, BearerToken};
 use tally_proto::v1;
 use tokio_util::sync::CancellationToken;
@@ -15,14 +19,16 @@ use tokio_util::sync::CancellationToken;
 use crate::output::outln;
 use crate::runtime;
 
-/// Run a three-builder federation with an aggregator on loopback.
+/// Run a three-builder federation with an aggregator and a binary cache proxy on loopback.
 ///
-/// Starts three attester log daemons and an aggregator (with a witness) in a temporary
-/// directory with fresh keys, feeds the logs realistic sample attestations (one path on
-/// which the third builder disagrees, one that only the first builder built), waits until
-/// the aggregator has mirrored and verified everything, and prints query results, the
-/// evidence found, and the URLs and commands to try next. Runs until Ctrl-C; with --once it
-/// stops after printing. Needs no Nix.
+/// Starts three attester log daemons, an aggregator (with a witness) and a binary cache
+/// proxy in a temporary directory with fresh keys. Feeds the logs realistic sample
+/// attestations (one path on which the third builder disagrees, one that only the first
+/// builder built) and attestations of two small store paths in an upstream file:// cache,
+/// waits until the aggregator has mirrored and verified everything, and prints query
+/// results, the evidence found, what the cache serves, the nix.conf lines to use it, and the
+/// commands to try next. Runs until Ctrl-C; with --once it stops after printing. Needs no
+/// Nix (but a Nix can substitute from the cache).
 ///
 /// Example:
 ///
@@ -54,6 +60,8 @@ struct Builder {
     key: SigningKey,
     addr: SocketAddr,
     socket: PathBuf,
+    /// Attestations fed to its log.
+    size: u64,
 }
 
 fn keyfile(dir: &Path, name: &str) -> anyhow::Result<(SigningKey, PathBuf)> {
@@ -116,6 +124,7 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
             key,
             addr,
             socket,
+            size: 0,
         });
     }
     for b in &builders {
@@ -127,9 +136,10 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
     // Realistic attestations; builder 3 got a different NAR for one path, and only builder 1
     // built another.
     let started = Instant::now();
-    for (n, b) in builders.iter().enumerate() {
+    for (n, b) in builders.iter_mut().enumerate() {
         let mut client =
             client::connect(&Address::Unix(b.socket.clone()), BearerToken::default()).await?;
+        b.size += args.entries + u64::from(n == 0) + 2;
         let mut batch: Vec<Vec<u8>> = Vec::new();
         for i in 0..args.entries {
             let a = if n == 2 && i == DISPUTED {
@@ -154,6 +164,31 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
                 .await?;
         }
     }
+    // Two store paths in an upstream cache: all three builders agree on one; builder 3 got
+    // a different NAR for the other.
+    let hello = cache::DemoPath::script(
+        "tally-demo-hello",
+        "echo 'Hello from a path three independent builders agree on.'",
+    )?;
+    let unreproducible = cache::DemoPath::script(
+        "tally-demo-unreproducible",
+        "echo 'Builder 3 got different bytes for this one.'",
+    )?;
+    let upstream = dir.join("upstream");
+    for (n, b) in builders.iter().enumerate() {
+        hello.upload(&upstream)?;
+        unreproducible.upload(&upstream)?;
+        let other = (n == 2).then(|| NarHash::from_digest(Hash::of(b"not reproduced")));
+        client::connect(&Address::Unix(b.socket.clone()), BearerToken::default())
+            .await?
+            .submit(v1::SubmitRequest {
+                attestations: vec![
+                    hello.attestation(None)?.as_bytes().to_vec(),
+                    unreproducible.attestation(other)?.as_bytes().to_vec(),
+                ],
+            })
+            .await?;
+    }
     let fed = started.elapsed();
 
     // The aggregator, with a witness.
@@ -175,19 +210,39 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
     ))?;
     let progress: Arc<dyn tally_aggregator::SyncProgress> =
         Arc::new(tally_aggregator::LogLines::default());
-    tasks.spawn({
-        let s = shutdown.clone();
-        async move {
-            if let Err(e) = tally_aggregator::serve(agg_config, progress, s).await {
-                eprintln!("aggregator: {e}");
-            }
+    let running = tally_aggregator::start(agg_config, progress, shutdown.clone()).await?;
+    tasks.spawn(async move {
+        if let Err(e) = running.serving.await {
+            eprintln!("aggregator: {e}");
         }
     });
     wait_healthy(agg_addr)
         .await
         .context("starting the aggregator")?;
+
+    // The binary cache proxy, asking the aggregator in process.
+    let (cache_key, cache_key_file) = keyfile(&dir, "cache.demo.tally-1")?;
+    let cache_addr = free_port()?;
+    let cache_config: tally_cache::Config = toml::from_str(&format!(
+        "listen = \"{cache_addr}\"\nupstreams = [\"file://{}\"]\nsecret_key_file = \"{}\"\n\
+         [aggregator]\nurl = \"http://{agg_addr}\"\n",
+        upstream.display(),
+        cache_key_file.display()
+    ))?;
+    let in_process = tally_cache::Aggregator::InProcess(running.handle);
+    tasks.spawn({
+        let s = shutdown.clone();
+        async move {
+            if let Err(e) = tally_cache::serve(cache_config, in_process, s).await {
+                eprintln!("cache: {e}");
+            }
+        }
+    });
+    wait_healthy(cache_addr)
+        .await
+        .context("starting the binary cache")?;
     let aggregator = Address::Http(format!("http://{agg_addr}"));
-    let synced = wait_synced(&aggregator, &builders, args.entries).await?;
+    let synced = wait_synced(&aggregator, &builders).await?;
 
     // Ask.
     let trusted = sample::output_path(1);
@@ -218,6 +273,26 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
         .await?
         .into_inner()
         .evidence;
+    // What the cache serves, asked over HTTP as Nix would.
+    let cache_url = format!("http://{cache_addr}");
+    let nix_client = Upstreams::new(
+        vec![BinaryCacheUrl::Http(cache_url.clone())],
+        Duration::from_secs(10),
+    )?;
+    let mut served = Vec::new();
+    for p in [&hello.path, &unreproducible.path] {
+        let found = nix_client
+            .narinfo_from(&nix_client.caches()[0], &p.hash())
+            .await?;
+        served.push((p, found.is_some()));
+    }
+    let public_key = cache_key.verifying_key().to_nix_public();
+    let client_store = dir.join("client");
+    let realise = format!(
+        "nix-store --store {} --realise {} --option substituters {cache_url} --option trusted-public-keys '{public_key}'",
+        client_store.display(),
+        hello.path
+    );
 
     if json {
         let mut out = serde_json::Map::new();
@@ -228,6 +303,17 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
             "paths": r.results.iter().map(|p| serde_json::json!({"path": p.path, "status": status(p)})).collect::<Vec<_>>(),
         })).collect());
         out.insert(
+            "cache".into(),
+            serde_json::json!({
+                "url": cache_url,
+                "public_key": public_key,
+                "nix_conf": [format!("substituters = {cache_url}"), format!("trusted-public-keys = {public_key}")],
+                "realise": realise,
+                "served": served.iter().map(|(p, ok)| serde_json::json!({"path": p.to_string(), "served": ok})).collect::<Vec<_>>(),
+                "run": client_store.join(hello.path.to_string().trim_start_matches('/')),
+            }),
+        );
+        out.insert(
             "evidence".into(),
             evidence
                 .iter()
@@ -237,7 +323,7 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
         crate::output::json(&out)?;
     } else {
         outln!(
-            "Tally demo: three builders and an aggregator on loopback, in {}",
+            "Tally demo: three builders, an aggregator and a binary cache on loopback, in {}",
             dir.display()
         );
         outln!(
@@ -253,8 +339,10 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
                 b.addr
             );
         }
+        outln!("  aggregator                        http://{agg_addr}  (gRPC, /metrics, witness)");
         outln!(
-            "  aggregator                        http://{agg_addr}  (gRPC, /metrics, witness)\n"
+            "  binary cache                      {cache_url}  (upstream file://{})\n",
+            upstream.display()
         );
         for r in &results {
             outln!("policy {}:", r.policy);
@@ -268,6 +356,26 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
             }
             outln!();
         }
+        outln!(
+            "binary cache {cache_url}, narinfos re-signed by {}:",
+            cache_key.name()
+        );
+        for (p, ok) in &served {
+            let what = if *ok { "served  " } else { "404     " };
+            outln!("  {what}  {p}");
+        }
+        outln!("\nUse it from Nix (nix.conf):");
+        outln!("  substituters = {cache_url}");
+        outln!("  trusted-public-keys = {public_key}");
+        outln!("or straight away, into a scratch store:");
+        outln!("  {realise}");
+        outln!(
+            "  {}",
+            client_store
+                .join(hello.path.to_string().trim_start_matches('/'))
+                .display()
+        );
+        outln!();
         outln!("evidence found:");
         for e in &evidence {
             outln!("  #{} {}: {}", e.id, e.kind, e.summary);
@@ -299,9 +407,15 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
             builders[0].origin
         );
         outln!("  curl http://{agg_addr}/metrics | grep tally_aggregator_log_size");
+        outln!("  curl {cache_url}/{}.narinfo", hello.path.hash());
+        outln!(
+            "  curl -i {cache_url}/{}.narinfo",
+            unreproducible.path.hash()
+        );
     }
     if !args.once {
-        outln!("\nRunning until Ctrl-C.");
+        // On stderr: with --json, stdout holds exactly one JSON document.
+        eprintln!("\nRunning until Ctrl-C.");
         shutdown.cancelled().await;
     }
     shutdown.cancel();
@@ -336,11 +450,7 @@ async fn wait_healthy(addr: SocketAddr) -> anyhow::Result<()> {
     bail!("{addr} did not come up within 30 s")
 }
 
-async fn wait_synced(
-    aggregator: &Address,
-    builders: &[Builder],
-    entries: u64,
-) -> anyhow::Result<Duration> {
+async fn wait_synced(aggregator: &Address, builders: &[Builder]) -> anyhow::Result<Duration> {
     let start = Instant::now();
     let mut agg = client::connect_aggregator(aggregator).await?;
     let deadline = start + Duration::from_secs(300);
@@ -351,16 +461,27 @@ async fn wait_synced(
             .into_inner()
             .logs;
         let done = builders.iter().all(|b| {
-            let want = entries + u64::from(b.origin.as_str().starts_with("builder1"));
             logs.iter().any(|l| {
-                l.origin == b.origin.as_str() && l.verified_size == want && l.state == "verified"
+                l.origin == b.origin.as_str() && l.verified_size == b.size && l.state == "verified"
             })
         });
         if done {
             return Ok(start.elapsed());
         }
         if Instant::now() > deadline {
-            bail!("the aggregator did not verify every log within 5 minutes: {logs:?}");
+            let states: Vec<String> = logs
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{} {} at {} of {}",
+                        l.origin, l.state, l.verified_size, l.latest_size
+                    )
+                })
+                .collect();
+            bail!(
+                "the aggregator did not verify every log within 5 minutes: {}",
+                states.join("; ")
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
