@@ -13,19 +13,6 @@ use tally_proto::v1;
 use tally_tests::daemon::{AggregatorDaemon, LogDaemon};
 use tally_tests::{http, run_ok, tally};
 
-async fn submit(log: &LogDaemon, attestations: Vec<tally_core::Attestation>) {
-    let mut c = client::connect(&log.socket().parse().unwrap(), BearerToken::default())
-        .await
-        .unwrap();
-    for chunk in attestations.chunks(1000) {
-        c.submit(v1::SubmitRequest {
-            attestations: chunk.iter().map(|a| a.as_bytes().to_vec()).collect(),
-        })
-        .await
-        .unwrap();
-    }
-}
-
 fn samples(range: std::ops::Range<u64>) -> Vec<tally_core::Attestation> {
     range.map(sample::attestation).collect()
 }
@@ -106,7 +93,7 @@ async fn verdicts_policies_and_evidence() {
         if n == 2 {
             a[7] = sample::attestation_with_nar(7, Hash::of(b"builder 3's build"));
         }
-        submit(log, a).await;
+        log.submit(&a).await;
     }
     let agg = AggregatorDaemon::start(
         &dir.path().join("agg"),
@@ -278,7 +265,7 @@ async fn logs_down_restarts_and_catching_up() {
     let dir = tempfile::tempdir().unwrap();
     let mut logs = three_logs(dir.path());
     for log in &logs {
-        submit(log, samples(0..30)).await;
+        log.submit(&samples(0..30)).await;
     }
     let mut agg = AggregatorDaemon::start(
         &dir.path().join("agg"),
@@ -292,7 +279,7 @@ async fn logs_down_restarts_and_catching_up() {
     // Builder 3 goes down; the others attest a new path; queries are still answered.
     logs[2].stop();
     for log in &logs[..2] {
-        submit(log, samples(30..31)).await;
+        log.submit(&samples(30..31)).await;
         agg.wait_verified(&log.origin, 31).await;
     }
     let new = sample::output_path(30).to_string();
@@ -307,7 +294,7 @@ async fn logs_down_restarts_and_catching_up() {
 
     // The aggregator restarts: it keeps what it verified and fetches only what is new.
     agg.stop();
-    submit(&logs[0], samples(31..40)).await;
+    logs[0].submit(&samples(31..40)).await;
     agg.restart();
     for (log, size) in logs[..2].iter().zip([40, 31]) {
         agg.wait_verified(&log.origin, size).await;
@@ -333,7 +320,7 @@ async fn logs_down_restarts_and_catching_up() {
 
     // Builder 3 comes back and catches up.
     logs[2].restart();
-    submit(&logs[2], samples(30..31)).await;
+    logs[2].submit(&samples(30..31)).await;
     agg.wait_verified(&logs[2].origin, 31).await;
     let r = query(&agg, Some("all"), &[new]);
     assert_eq!(status_of(&r, 0), "trusted", "{r:#}");
@@ -347,10 +334,10 @@ async fn two_views_of_one_log_are_a_fork() {
     std::fs::create_dir_all(dir.path().join("y")).unwrap();
     std::fs::copy(x.dir.join("log.key"), dir.path().join("y/log.key")).unwrap();
     let y = LogDaemon::start(&dir.path().join("y"), "forked.agg.test/log", &[]);
-    submit(&x, samples(0..100)).await;
+    x.submit(&samples(0..100)).await;
     let mut other = samples(0..50);
     other.extend((200..270).map(sample::attestation));
-    submit(&y, other).await;
+    y.submit(&other).await;
 
     let follow = vec![(
         x.origin.clone(),
@@ -408,7 +395,7 @@ async fn two_views_of_one_log_are_a_fork() {
 async fn an_entry_altered_after_signing_is_bad_data() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = LogDaemon::start(&dir.path().join("log"), "tampered.agg.test/log", &[]);
-    submit(&log, samples(0..300)).await;
+    log.submit(&samples(0..300)).await;
     log.stop();
     tamper(&log.dir.join("data/log.redb"), 123);
     log.restart();
@@ -470,7 +457,7 @@ fn tamper(db: &std::path::Path, index: u64) {
 async fn the_witness_add_checkpoint_endpoint() {
     let dir = tempfile::tempdir().unwrap();
     let log = LogDaemon::start(&dir.path().join("log"), "witnessed.agg.test/log", &[]);
-    submit(&log, samples(0..10)).await;
+    log.submit(&samples(0..10)).await;
     // Poll once at start-up, then leave the witness to add-checkpoint alone.
     let agg = AggregatorDaemon::start(
         &dir.path().join("agg"),
@@ -478,7 +465,7 @@ async fn the_witness_add_checkpoint_endpoint() {
         &["poll_interval_secs = 3600"],
     );
     agg.wait_verified(&log.origin, 10).await;
-    submit(&log, samples(10..25)).await;
+    log.submit(&samples(10..25)).await;
     let mut c = client::connect(&log.socket().parse().unwrap(), BearerToken::default())
         .await
         .unwrap();

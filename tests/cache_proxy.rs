@@ -5,13 +5,11 @@
 //! Needs Nix; see `tally_tests::nix`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output};
 
 use tally_core::{Attestation, AttestationFields, StorePath};
 use tally_nix::narinfo::NarInfo;
-use tally_proto::client::{self, BearerToken};
-use tally_proto::v1;
-use tally_tests::daemon::{AggregatorDaemon, CacheDaemon, LogDaemon, free_port, terminate};
+use tally_tests::daemon::{AggregatorDaemon, CacheDaemon, LogDaemon, StaticServer, terminate};
 use tally_tests::{http, nix};
 
 const ATTRS: &[&str] = &[
@@ -47,60 +45,6 @@ in rec {{
 }}
 "#
     )
-}
-
-/// A Python `http.server` serving a binary cache directory: a plain static HTTP cache.
-struct StaticServer {
-    addr: std::net::SocketAddr,
-    child: Option<Child>,
-}
-
-impl StaticServer {
-    fn start(dir: &Path) -> StaticServer {
-        let addr = free_port();
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                &addr.port().to_string(),
-                "--bind",
-                "127.0.0.1",
-            ])
-            .arg("--directory")
-            .arg(dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("python3 serves the HTTP upstream cache");
-        let server = StaticServer {
-            addr,
-            child: Some(child),
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while http::request(addr, "GET", "/nix-cache-info", &[], &[]).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "http.server did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        server
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            terminate(&mut c);
-        }
-    }
-}
-
-impl Drop for StaticServer {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 struct Setup {
@@ -241,17 +185,6 @@ fn same_tree(a: &Path, b: &Path) -> bool {
     }
 }
 
-async fn submit(log: &LogDaemon, attestations: &[Attestation]) {
-    let mut c = client::connect(&log.socket().parse().unwrap(), BearerToken::default())
-        .await
-        .unwrap();
-    c.submit(v1::SubmitRequest {
-        attestations: attestations.iter().map(|a| a.as_bytes().to_vec()).collect(),
-    })
-    .await
-    .unwrap();
-}
-
 fn narinfo(cache: &CacheDaemon, path: &StorePath) -> http::Response {
     http::get(cache.addr, &format!("/{}.narinfo", path.hash()))
 }
@@ -329,9 +262,9 @@ async fn nix_substitutes_only_what_a_quorum_attests() {
             )
         })
         .collect();
-    submit(&logs[0], &honest).await;
-    submit(&logs[1], &honest).await;
-    submit(&logs[2], &dissent).await;
+    logs[0].submit(&honest).await;
+    logs[1].submit(&honest).await;
+    logs[2].submit(&dissent).await;
     let follow: Vec<_> = logs.iter().map(LogDaemon::follow).collect();
     let mut agg = AggregatorDaemon::start(&dir.path().join("agg"), &follow, &[]);
     for log in &logs {
@@ -339,10 +272,7 @@ async fn nix_substitutes_only_what_a_quorum_attests() {
     }
     let cache = CacheDaemon::start(
         &dir.path().join("cache"),
-        &[
-            format!("http://{}", http_upstream.addr),
-            format!("file://{}", xz.display()),
-        ],
+        &[http_upstream.url(), format!("file://{}", xz.display())],
         &format!("url = \"{}\"", agg.url()),
         &[],
     );
@@ -539,8 +469,8 @@ async fn an_in_process_aggregator_decides() {
             )
         })
         .collect();
-    submit(&logs[0], &[agreed.clone(), single.clone()]).await;
-    submit(&logs[1], std::slice::from_ref(&agreed)).await;
+    logs[0].submit(&[agreed.clone(), single.clone()]).await;
+    logs[1].submit(std::slice::from_ref(&agreed)).await;
     let follow: Vec<_> = logs.iter().map(LogDaemon::follow).collect();
     let (agg_config, agg_addr) =
         AggregatorDaemon::write_config(&dir.path().join("agg"), &follow, &["policy = \"all\""]);

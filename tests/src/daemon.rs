@@ -227,6 +227,19 @@ impl LogDaemon {
         self.process.log()
     }
 
+    /// Submits attestations over the Unix socket, in requests of at most 1000.
+    pub async fn submit(&self, attestations: &[tally_core::Attestation]) {
+        let address = self.socket().parse().unwrap();
+        let mut c = client::connect(&address, Default::default()).await.unwrap();
+        for chunk in attestations.chunks(1000) {
+            c.submit(v1::SubmitRequest {
+                attestations: chunk.iter().map(|a| a.as_bytes().to_vec()).collect(),
+            })
+            .await
+            .unwrap();
+        }
+    }
+
     /// This log as an aggregator's config entry: origin, vkey, URLs.
     pub fn follow(&self) -> (String, String, Vec<String>) {
         (
@@ -424,5 +437,58 @@ impl CacheDaemon {
     /// What it logged so far.
     pub fn log(&self) -> String {
         self.process.log()
+    }
+}
+
+/// Python's `http.server` serving a directory: a plain static HTTP binary cache.
+pub struct StaticServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    child: Option<Child>,
+}
+
+impl StaticServer {
+    /// Serves `dir` and waits until it answers.
+    pub fn start(dir: &Path) -> StaticServer {
+        let addr = free_port();
+        let child = Command::new("python3")
+            .args(["-m", "http.server", &addr.port().to_string()])
+            .args(["--bind", "127.0.0.1", "--directory"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 serves the HTTP binary cache");
+        let server = StaticServer {
+            addr,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while crate::http::request(addr, "GET", "/", &[], &[]).is_err() {
+            assert!(Instant::now() < deadline, "http.server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// `http://<addr>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops it with SIGTERM.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            terminate(&mut c);
+        }
+    }
+}
+
+impl Drop for StaticServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }

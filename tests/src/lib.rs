@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod browser;
 pub mod daemon;
 pub mod http;
 pub mod nix;

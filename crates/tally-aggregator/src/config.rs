@@ -38,6 +38,10 @@ pub struct Config {
     /// Entries fetched and committed per chunk while syncing.
     #[serde(default = "default_sync_chunk")]
     pub sync_chunk: u64,
+    /// A file holding the bearer token that may define and delete named reports (mode
+    /// 0600). Unset: reports cannot be changed over HTTP.
+    #[serde(default)]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// One followed log.

@@ -64,6 +64,9 @@ impl EvidenceSink {
             };
         if new {
             tracing::warn!(id, kind, "evidence: {}", proven.claim);
+            if kind == "disagreement" {
+                self.metrics.disagreements.inc();
+            }
             let origin = if origins.len() == 1 {
                 origins[0].clone()
             } else {

@@ -1,11 +1,11 @@
-//! HTTP on the aggregator's port: health, metrics, the witness, evidence downloads.
+//! HTTP on the aggregator's port: health, metrics and the witness. The dashboard's pages
+//! (`crate::dashboard`) share the port.
 //!
 //! ```text
 //! GET  /healthz                       "ok"
 //! GET  /metrics                       Prometheus text
 //! POST /add-checkpoint                C2SP tlog-witness
 //! GET  /witness/checkpoint/<origin>   the latest cosigned checkpoint of a log
-//! GET  /evidence/<id>.json            an evidence bundle, for `tally verify`
 //! ```
 
 use axum::Router;
@@ -25,7 +25,6 @@ pub fn router(state: Shared) -> Router {
         .route("/metrics", get(metrics))
         .route("/add-checkpoint", post(add_checkpoint))
         .route("/witness/checkpoint/{*origin}", get(cosigned))
-        .route("/evidence/{file}", get(evidence))
         .with_state(state)
 }
 
@@ -88,36 +87,6 @@ async fn cosigned(State(s): State<Shared>, Path(origin): Path<String>) -> Respon
             StatusCode::NOT_FOUND,
             format!("no cosigned checkpoint of {origin}\n"),
         ),
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
-    }
-}
-
-async fn evidence(State(s): State<Shared>, Path(file): Path<String>) -> Response {
-    let Some(id) = file
-        .strip_suffix(".json")
-        .and_then(|i| i.parse::<u64>().ok())
-    else {
-        return text(
-            StatusCode::NOT_FOUND,
-            "evidence is at /evidence/<id>.json\n",
-        );
-    };
-    match s.store.evidence(id) {
-        Ok(Some(r)) => (
-            [
-                (header::CONTENT_TYPE, "application/json"),
-                (
-                    header::CONTENT_DISPOSITION,
-                    &format!(
-                        "attachment; filename=\"tally-evidence-{id}-{}.json\"",
-                        r.kind
-                    ),
-                ),
-            ],
-            r.bundle,
-        )
-            .into_response(),
-        Ok(None) => text(StatusCode::NOT_FOUND, format!("no evidence #{id}\n")),
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     }
 }

@@ -14,6 +14,7 @@
 
 mod answers;
 pub mod config;
+pub mod dashboard;
 mod error;
 mod evidence;
 mod follower;
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod progress;
 pub mod query;
 mod remote;
+pub mod reports;
 mod server;
 pub mod service;
 pub mod status;

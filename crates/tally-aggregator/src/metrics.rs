@@ -6,6 +6,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use tally_core::report::{Reproducibility, Summary};
 
 /// A log label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -21,6 +23,15 @@ pub struct KindLabel {
     pub origin: String,
     /// What kind of failure or evidence.
     pub kind: String,
+}
+
+/// A report and a class label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReportLabel {
+    /// The report's name.
+    pub report: String,
+    /// reproduced, disputed, single or unknown.
+    pub class: String,
 }
 
 /// The aggregator's metrics.
@@ -42,6 +53,12 @@ pub struct Metrics {
     pub cosigned: Counter,
     /// Entries mirrored and verified.
     pub entries_synced: Counter,
+    /// Disagreement evidence kept.
+    pub disagreements: Gauge,
+    /// Each named report's paths by class.
+    pub report_paths: Family<ReportLabel, Gauge>,
+    /// Each named report's share of paths by class, in percent.
+    pub report_percent: Family<ReportLabel, Gauge<f64, AtomicU64>>,
 }
 
 impl Metrics {
@@ -57,6 +74,9 @@ impl Metrics {
             query_latency: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             cosigned: Counter::default(),
             entries_synced: Counter::default(),
+            disagreements: Gauge::default(),
+            report_paths: Family::default(),
+            report_percent: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -95,6 +115,21 @@ impl Metrics {
             "Entries mirrored and verified",
             m.entries_synced.clone(),
         );
+        registry.register(
+            "disagreements",
+            "Disagreement evidence kept: a path and two logs that attest different NARs for it",
+            m.disagreements.clone(),
+        );
+        registry.register(
+            "report_paths",
+            "Paths of each named report by class",
+            m.report_paths.clone(),
+        );
+        registry.register(
+            "report_percent",
+            "Share of each named report's paths by class, in percent",
+            m.report_percent.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -106,6 +141,34 @@ impl Metrics {
                 kind: kind.into(),
             })
             .inc();
+    }
+
+    /// Publishes a named report's summary.
+    pub fn report(&self, name: &str, summary: &Summary) {
+        for class in Reproducibility::ALL {
+            let label = ReportLabel {
+                report: name.into(),
+                class: class.name().into(),
+            };
+            self.report_paths
+                .get_or_create(&label)
+                .set(i64::try_from(summary.count(class)).unwrap_or(i64::MAX));
+            self.report_percent
+                .get_or_create(&label)
+                .set(summary.percent(class));
+        }
+    }
+
+    /// Removes a deleted report's series.
+    pub fn forget_report(&self, name: &str) {
+        for class in Reproducibility::ALL {
+            let label = ReportLabel {
+                report: name.into(),
+                class: class.name().into(),
+            };
+            self.report_paths.remove(&label);
+            self.report_percent.remove(&label);
+        }
     }
 
     /// The Prometheus text exposition.

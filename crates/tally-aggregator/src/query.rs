@@ -5,7 +5,8 @@
 //! that is down still votes from its last verified checkpoint, and the vote says so. A log
 //! that is syncing, never reached, or excluded is *unavailable*, and never counts as support.
 
-use tally_core::policy::{Policy, Vote};
+use tally_core::policy::{self, Policy, Vote};
+use tally_core::report::Reproducibility;
 use tally_core::{Attestation, Hash, KeyName, StorePath, StorePathHash};
 use tally_proto::v1;
 use tally_store::{MirrorStore, StoreError};
@@ -135,7 +136,9 @@ pub(crate) fn answer(
             logs,
             ..Default::default()
         };
-        tally_proto::set_verdict(&mut result, &policy.decide(&votes));
+        let candidates = policy::candidates(&votes);
+        result.set_reproducibility(Reproducibility::of(&candidates).into());
+        tally_proto::set_verdict(&mut result, &policy.judge(candidates, votes.len()));
         results.push(result);
     }
     Ok(results)

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use axum::serve::ListenerExt;
+use tally_core::bearer::BearerToken;
 use tally_core::cosignature::Cosigner;
 use tally_proto::v1::aggregator_server::AggregatorServer;
 use tally_store::MirrorStore;
@@ -18,7 +19,7 @@ use crate::progress::SyncProgress;
 use crate::service::Shared;
 use crate::status::Statuses;
 use crate::witness::Witness;
-use crate::{AggregatorError, http};
+use crate::{AggregatorError, dashboard, http};
 
 fn config_error(option: &str, problem: impl ToString) -> AggregatorError {
     AggregatorError::Config {
@@ -65,6 +66,12 @@ pub async fn start(
         )),
         None => None,
     };
+    let admin = match &config.admin_token_file {
+        Some(path) => Some(BearerToken::new(
+            &tally_store::read_secret(path).map_err(|e| config_error("admin_token_file", e))?,
+        )),
+        None => None,
+    };
     std::fs::create_dir_all(&config.data_dir).map_err(io(format!(
         "creating data_dir {}",
         config.data_dir.display()
@@ -94,6 +101,14 @@ pub async fn start(
         }
     }
     let metrics = Arc::new(Metrics::new());
+    let disagreements = store
+        .list_evidence()?
+        .iter()
+        .filter(|r| r.kind == "disagreement")
+        .count();
+    metrics
+        .disagreements
+        .set(i64::try_from(disagreements).unwrap_or(i64::MAX));
     let keys: Vec<_> = config.logs.iter().map(|l| l.vkey.clone()).collect();
     let witness = cosigner.map(|cosigner| {
         Arc::new(Witness {
@@ -140,11 +155,20 @@ pub async fn start(
         logs: Arc::new(config.logs.clone()),
         policy: config.policy.clone(),
         witness,
+        reports: Arc::default(),
+        admin,
     };
+    followers.spawn(
+        shared
+            .clone()
+            .refresh_reports_forever(config.poll_interval(), shutdown.clone()),
+    );
     let grpc = AggregatorServer::new(shared.clone()).max_encoding_message_size(256 << 20);
     let app = tonic::service::Routes::new(grpc)
         .into_axum_router()
-        .merge(http::router(shared.clone()));
+        .merge(http::router(shared.clone()))
+        .merge(dashboard::router(shared.clone()))
+        .fallback(dashboard::not_found);
     tracing::info!(
         logs = origins.len(),
         "serving gRPC and HTTP on {}",

@@ -4,10 +4,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tally_core::KeyName;
+use tally_core::bearer::BearerToken;
 use tally_core::policy::Policy;
 use tally_proto::v1;
 use tally_proto::v1::aggregator_server::Aggregator;
-use tally_store::{EvidenceRecord, MirrorStore};
+use tally_store::{EvidenceRecord, MirrorStore, StoreError};
 use tonic::{Request, Response, Status};
 
 use crate::config::LogConfig;
@@ -24,6 +25,9 @@ pub struct Shared {
     pub(crate) logs: Arc<Vec<LogConfig>>,
     pub(crate) policy: Policy,
     pub(crate) witness: Option<Arc<crate::witness::Witness>>,
+    pub(crate) reports: Arc<crate::reports::Reports>,
+    /// Who may define and delete named reports.
+    pub(crate) admin: Option<BearerToken>,
 }
 
 impl Shared {
@@ -40,6 +44,39 @@ impl Shared {
         tokio::task::spawn_blocking(move || f(&s))
             .await
             .map_err(|e| Status::internal(e.to_string()))?
+    }
+}
+
+impl Shared {
+    /// A followed log's status, as `ListLogs` and the dashboard show it.
+    pub(crate) fn log_status(&self, l: &LogConfig) -> Result<v1::LogStatus, StoreError> {
+        let state = self.store.state(&l.origin)?;
+        let cosigned = self.store.cosigned(&l.origin)?;
+        let status = self.statuses.get(&l.origin);
+        Ok(v1::LogStatus {
+            origin: l.origin.to_string(),
+            name: l.name.clone().unwrap_or_default(),
+            urls: l.urls.clone(),
+            state: status
+                .as_ref()
+                .map_or("syncing", |s| s.state.name())
+                .to_owned(),
+            detail: status
+                .as_ref()
+                .map(|s| s.detail.clone())
+                .unwrap_or_default(),
+            verified_size: state
+                .verified
+                .as_ref()
+                .map_or(0, |c| c.checkpoint.tree.size),
+            synced_size: state.size,
+            latest_size: status.as_ref().map_or(0, |s| s.latest_size),
+            last_success_unix: status
+                .and_then(|s| s.last_success)
+                .map_or(0, |t| i64::try_from(t).unwrap_or(0)),
+            verified: state.verified.map(|c| v1::Checkpoint { note: c.note }),
+            cosigned: cosigned.map(|c| v1::Checkpoint { note: c.note }),
+        })
     }
 }
 
@@ -119,35 +156,7 @@ impl Aggregator for Shared {
             .blocking(|s| {
                 s.logs
                     .iter()
-                    .map(|l| {
-                        let state = s.store.state(&l.origin).map_err(internal)?;
-                        let cosigned = s.store.cosigned(&l.origin).map_err(internal)?;
-                        let status = s.statuses.get(&l.origin);
-                        Ok(v1::LogStatus {
-                            origin: l.origin.to_string(),
-                            name: l.name.clone().unwrap_or_default(),
-                            urls: l.urls.clone(),
-                            state: status
-                                .as_ref()
-                                .map_or("syncing", |s| s.state.name())
-                                .to_owned(),
-                            detail: status
-                                .as_ref()
-                                .map(|s| s.detail.clone())
-                                .unwrap_or_default(),
-                            verified_size: state
-                                .verified
-                                .as_ref()
-                                .map_or(0, |c| c.checkpoint.tree.size),
-                            synced_size: state.size,
-                            latest_size: status.as_ref().map_or(0, |s| s.latest_size),
-                            last_success_unix: status
-                                .and_then(|s| s.last_success)
-                                .map_or(0, |t| i64::try_from(t).unwrap_or(0)),
-                            verified: state.verified.map(|c| v1::Checkpoint { note: c.note }),
-                            cosigned: cosigned.map(|c| v1::Checkpoint { note: c.note }),
-                        })
-                    })
+                    .map(|l| s.log_status(l).map_err(internal))
                     .collect::<Result<Vec<_>, Status>>()
             })
             .await?;

@@ -42,6 +42,8 @@ pub struct LogStatus {
     pub latest_size: u64,
     /// When it last answered, seconds since 1970.
     pub last_success: Option<u64>,
+    /// When its newest checkpoint was first seen, seconds since 1970.
+    pub latest_seen: Option<u64>,
 }
 
 /// Every log's status, shared by the followers, the query engine and the APIs.
@@ -65,6 +67,7 @@ impl Statuses {
                     detail: String::new(),
                     latest_size: 0,
                     last_success: None,
+                    latest_seen: None,
                 };
                 (o.clone(), s)
             })
@@ -90,8 +93,12 @@ impl Statuses {
     /// The log answered with a checkpoint of `size`.
     pub fn seen(&self, origin: &KeyName, size: u64) {
         self.update(origin, |s| {
-            s.latest_size = s.latest_size.max(size);
-            s.last_success = Some(now());
+            let now = now();
+            if size > s.latest_size || s.latest_seen.is_none() {
+                s.latest_size = size;
+                s.latest_seen = Some(now);
+            }
+            s.last_success = Some(now);
         });
     }
 

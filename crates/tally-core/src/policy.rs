@@ -208,24 +208,12 @@ impl Policy {
 
     /// Decides a path from each followed log's vote.
     pub fn decide(&self, votes: &[(KeyName, Vote)]) -> Verdict {
-        let mut candidates: BTreeMap<NarIdentity, Candidate> = BTreeMap::new();
-        for (origin, vote) in votes {
-            if let Vote::Present(a) = vote {
-                candidates
-                    .entry(NarIdentity::of(a))
-                    .or_insert_with(|| Candidate::of(a))
-                    .origins
-                    .push(origin.clone());
-            }
-        }
-        let mut candidates: Vec<Candidate> = candidates.into_values().collect();
-        // Most support first; ties in a fixed order.
-        candidates.sort_by(|a, b| {
-            b.origins
-                .len()
-                .cmp(&a.origins.len())
-                .then(a.nar_hash.cmp(&b.nar_hash))
-        });
+        self.judge(candidates(votes), votes.len())
+    }
+
+    /// Decides a path from the NARs attested for it (see [`candidates`]) among `followed`
+    /// logs.
+    pub fn judge(&self, candidates: Vec<Candidate>, followed: usize) -> Verdict {
         let Some(best) = candidates.first() else {
             return Verdict::Unknown {
                 reason: "no followed log attests this path".into(),
@@ -233,7 +221,7 @@ impl Policy {
         };
         let support = best.origins.len();
         let dissent: usize = candidates[1..].iter().map(|c| c.origins.len()).sum();
-        let needed = self.needed(votes.len());
+        let needed = self.needed(followed);
         let missing: Vec<&KeyName> = self
             .required
             .iter()
@@ -259,6 +247,29 @@ impl Policy {
         };
         Verdict::Unknown { reason }
     }
+}
+
+/// The NARs the present votes attest, each with its supporters: most support first, ties in
+/// a fixed order.
+pub fn candidates(votes: &[(KeyName, Vote)]) -> Vec<Candidate> {
+    let mut candidates: BTreeMap<NarIdentity, Candidate> = BTreeMap::new();
+    for (origin, vote) in votes {
+        if let Vote::Present(a) = vote {
+            candidates
+                .entry(NarIdentity::of(a))
+                .or_insert_with(|| Candidate::of(a))
+                .origins
+                .push(origin.clone());
+        }
+    }
+    let mut candidates: Vec<Candidate> = candidates.into_values().collect();
+    candidates.sort_by(|a, b| {
+        b.origins
+            .len()
+            .cmp(&a.origins.len())
+            .then(a.nar_hash.cmp(&b.nar_hash))
+    });
+    candidates
 }
 
 /// One log's answer about a path, as far as voting is concerned.

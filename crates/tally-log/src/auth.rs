@@ -1,8 +1,7 @@
 //! Who may submit: everyone on the Unix socket (its file mode and group decide who can
 //! connect), bearer-token holders over TCP, and nobody else.
 
-use subtle::ConstantTimeEq as _;
-use tally_core::Hash;
+use tally_core::bearer::BearerToken;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
@@ -13,8 +12,8 @@ use crate::metrics::Reason;
 pub enum WriteAccess {
     /// The Unix socket: connecting is the authorisation.
     Socket,
-    /// TCP with a bearer token. Holds the token's SHA-256, compared in constant time.
-    Token(Hash),
+    /// TCP with a bearer token.
+    Token(BearerToken),
     /// TCP without a configured token: submits are refused.
     Closed,
 }
@@ -22,7 +21,7 @@ pub enum WriteAccess {
 impl WriteAccess {
     /// Access by bearer token.
     pub fn token(token: &str) -> WriteAccess {
-        WriteAccess::Token(Hash::of(token.as_bytes()))
+        WriteAccess::Token(BearerToken::new(token))
     }
 
     /// Checks a request's credentials.
@@ -36,27 +35,21 @@ impl WriteAccess {
                      submit_token_file in its config",
                 ),
             )),
-            WriteAccess::Token(expected) => {
-                let given = metadata
-                    .get("authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("Bearer "));
-                let Some(given) = given else {
-                    return Err((
+            WriteAccess::Token(token) => {
+                let header = metadata.get("authorization").and_then(|v| v.to_str().ok());
+                if token.authorizes(header) {
+                    Ok(())
+                } else if header.is_some_and(|h| h.starts_with("Bearer ")) {
+                    Err((
+                        Reason::Unauthenticated,
+                        Status::unauthenticated("wrong bearer token"),
+                    ))
+                } else {
+                    Err((
                         Reason::Unauthenticated,
                         Status::unauthenticated(
                             "submits over TCP need `authorization: Bearer <token>`",
                         ),
-                    ));
-                };
-                // Comparing digests hides the token's length as well as its bytes.
-                let given = Hash::of(given.as_bytes());
-                if bool::from(given.0.ct_eq(&expected.0)) {
-                    Ok(())
-                } else {
-                    Err((
-                        Reason::Unauthenticated,
-                        Status::unauthenticated("wrong bearer token"),
                     ))
                 }
             }

@@ -27,7 +27,9 @@ use std::fmt::{self, Write as _};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use tally_core::{NarHash, SigningKey, StorePath, VerifyingKey};
+use tally_core::{
+    Attestation, AttestationError, AttestationFields, NarHash, SigningKey, StorePath, VerifyingKey,
+};
 
 /// One store path's narinfo.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -233,6 +235,34 @@ impl NarInfo {
                         .decode(sig)
                         .is_ok_and(|sig| key.verify(fingerprint.as_bytes(), &sig))
             })
+        })
+    }
+
+    /// The output's name in its deriver, by Nix's naming rule: output `out` of `<name>.drv`
+    /// is `<name>`, output `o` is `<name>-o`. `None` without a deriver, or when the path's
+    /// name does not follow the rule (fixed-output paths may be named freely).
+    pub fn output_name(&self) -> Option<String> {
+        let drv = self.deriver.as_ref()?.name().strip_suffix(".drv")?;
+        let name = self.store_path.name();
+        if name == drv {
+            return Some("out".into());
+        }
+        let output = name.strip_prefix(drv)?.strip_prefix('-')?;
+        tally_core::store_path::check_name(output).ok()?;
+        Some(output.to_owned())
+    }
+
+    /// The attestation this narinfo makes: its NAR, references and deriver, and the output
+    /// name where [`output_name`](NarInfo::output_name) can tell it (else *unknown*).
+    pub fn attestation(&self) -> Result<Attestation, AttestationError> {
+        let output_name = self.output_name();
+        Attestation::new(AttestationFields {
+            drv_path: self.deriver.clone(),
+            output_name,
+            output_path: self.store_path.clone(),
+            nar_hash: self.nar_hash,
+            nar_size: self.nar_size,
+            references: self.references.clone(),
         })
     }
 }

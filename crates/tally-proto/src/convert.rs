@@ -3,8 +3,11 @@
 //! Wire to core is fallible (`TryFrom`): a peer may send hashes of the wrong length.
 
 use tally_core::answer::{AnswerEntry, LogAnswer};
+use tally_core::evidence::{Bundle, QueryBundle, QueryLog};
 use tally_core::map::{MapKey, MapProof, MapValue, Terminal};
-use tally_core::policy::{Candidate, Verdict};
+use tally_core::policy::{Candidate, Policy, Verdict};
+use tally_core::report::Reproducibility;
+use tally_core::store_path::StorePathHash;
 use tally_core::tlog::{ConsistencyProof, InclusionProof};
 use tally_core::{Hash, KeyName, StorePath};
 
@@ -192,6 +195,28 @@ impl TryFrom<&v1::Candidate> for Candidate {
     }
 }
 
+impl From<Reproducibility> for v1::Reproducibility {
+    fn from(r: Reproducibility) -> Self {
+        match r {
+            Reproducibility::Reproduced => v1::Reproducibility::Reproduced,
+            Reproducibility::Disputed => v1::Reproducibility::Disputed,
+            Reproducibility::Single => v1::Reproducibility::Single,
+            Reproducibility::Unknown => v1::Reproducibility::Unknown,
+        }
+    }
+}
+
+/// The class a [`v1::PathVerdict`] carries.
+pub fn reproducibility(v: &v1::PathVerdict) -> Result<Reproducibility, WireError> {
+    match v.reproducibility() {
+        v1::Reproducibility::Reproduced => Ok(Reproducibility::Reproduced),
+        v1::Reproducibility::Disputed => Ok(Reproducibility::Disputed),
+        v1::Reproducibility::Single => Ok(Reproducibility::Single),
+        v1::Reproducibility::Unknown => Ok(Reproducibility::Unknown),
+        v1::Reproducibility::Unspecified => Err(WireError::Missing("reproducibility")),
+    }
+}
+
 /// Fills a [`v1::PathVerdict`]'s verdict fields.
 pub fn set_verdict(out: &mut v1::PathVerdict, verdict: &Verdict) {
     match verdict {
@@ -252,4 +277,44 @@ impl From<&LogAnswer> for v1::LookupResponse {
             inclusion_proof: a.inclusion_proof.clone().map(Into::into),
         }
     }
+}
+
+/// The offline bundle for one path a `Query` with proofs answered: every log's proof, the
+/// policy applied and the verdict claimed, for `tally verify`.
+pub fn query_bundle(policy: Policy, r: &v1::PathVerdict) -> Result<Bundle, WireError> {
+    let path = if r.path.starts_with('/') {
+        StorePath::parse(&r.path).map(|p| p.hash()).ok()
+    } else {
+        r.path.parse::<StorePathHash>().ok()
+    }
+    .ok_or(WireError::Invalid("path"))?;
+    let logs = r
+        .logs
+        .iter()
+        .map(|l| {
+            let origin = KeyName::new(&l.origin).map_err(|_| WireError::Invalid("vote origin"))?;
+            Ok(match (&l.proof, l.vote()) {
+                (Some(p), v1::Vote::Present | v1::Vote::Absent) => QueryLog {
+                    origin,
+                    answer: Some(LogAnswer::try_from(p)?),
+                    unavailable: None,
+                },
+                _ => QueryLog {
+                    origin,
+                    answer: None,
+                    unavailable: Some(if l.reason.is_empty() {
+                        "unavailable".into()
+                    } else {
+                        l.reason.clone()
+                    }),
+                },
+            })
+        })
+        .collect::<Result<Vec<_>, WireError>>()?;
+    Ok(Bundle::Query(QueryBundle {
+        path,
+        policy,
+        logs,
+        verdict: verdict(r)?,
+    }))
 }

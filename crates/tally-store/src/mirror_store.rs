@@ -1,5 +1,5 @@
 //! The aggregator's database: a mirror of every followed log, the evidence found, and the
-//! witness's cosigned checkpoints.
+//! witness's cosigned checkpoints, and the definitions of named reports.
 //!
 //! A mirror holds a log's entries, tree hashes and map, replayed here exactly as the log
 //! must have built them. Entries are appended in chunks; a chunk is committed only if the
@@ -37,6 +37,9 @@ const EVIDENCE_KEYS: TableDefinition<'static, &'static str, u64> =
     TableDefinition::new("evidence_keys");
 const WITNESS: TableDefinition<'static, &'static str, &'static [u8]> =
     TableDefinition::new("witness");
+/// Named reports: the name, and the definition as the aggregator encodes it.
+const REPORTS: TableDefinition<'static, &'static str, &'static [u8]> =
+    TableDefinition::new("reports");
 
 /// Where a mirror stands.
 #[derive(Clone, Debug, Default)]
@@ -122,6 +125,7 @@ impl MirrorStore {
         txn.open_table(EVIDENCE)?;
         txn.open_table(EVIDENCE_KEYS)?;
         txn.open_table(WITNESS)?;
+        txn.open_table(REPORTS)?;
         txn.commit()?;
         let mut logs = BTreeMap::new();
         for origin in origins {
@@ -427,6 +431,37 @@ impl MirrorStore {
         };
         txn.commit()?;
         Ok(result)
+    }
+
+    /// Stores (or replaces) a named report's definition, durably.
+    pub fn put_report(&self, name: &str, definition: &[u8]) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().map_err(|_| poisoned())?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(REPORTS)?.insert(name, definition)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Deletes a named report. Returns whether it existed.
+    pub fn delete_report(&self, name: &str) -> Result<bool, StoreError> {
+        let _writer = self.writer.lock().map_err(|_| poisoned())?;
+        let txn = self.db.begin_write()?;
+        let existed = txn.open_table(REPORTS)?.remove(name)?.is_some();
+        txn.commit()?;
+        Ok(existed)
+    }
+
+    /// Every report's name and definition, by name.
+    pub fn reports(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(REPORTS)?;
+        table
+            .iter()?
+            .map(|row| {
+                let (k, v) = row?;
+                Ok((k.value().to_owned(), v.value().to_vec()))
+            })
+            .collect()
     }
 
     /// The followed origins.

@@ -12,6 +12,17 @@ pub(crate) fn block_on<F: Future>(f: F) -> anyhow::Result<F::Output> {
     Ok(rt.block_on(f))
 }
 
+/// How long a command waits before retry number `attempt` (from 0), or `None` once
+/// [`Backoff::COMMAND`](tally_core::backoff::Backoff::COMMAND) gives up. The clock's
+/// nanoseconds are jitter enough to keep concurrent requests apart.
+pub(crate) fn retry_delay(attempt: u32) -> Option<std::time::Duration> {
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    tally_core::backoff::Backoff::COMMAND.delay(attempt, u64::from(jitter))
+}
+
 /// Logs to stderr at `default` level; `RUST_LOG` overrides it.
 pub(crate) fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -184,3 +184,43 @@ fn malformed_narinfos_are_refused_naming_the_problem() {
         }
     }
 }
+
+#[test]
+fn attestations_take_the_output_name_from_nix_naming() {
+    let refs = NarInfo::parse(REFS).unwrap();
+    assert_eq!(refs.output_name().as_deref(), Some("out"));
+    let a = refs.attestation().unwrap();
+    assert_eq!(a.output_name(), Some("out"));
+    assert_eq!(a.drv_path(), refs.deriver.as_ref());
+    assert_eq!((a.nar_hash(), a.nar_size()), (refs.nar_hash, refs.nar_size));
+    assert_eq!(a.references(), refs.references.as_slice());
+
+    // `multi-dev` is output `dev` of `multi.drv`.
+    let dev = REFS
+        .replace(
+            "psr8z1hjvldg5gp45wb8cx0152wbp02i-refs",
+            "yqcx118w11nxjfr71kl80h7h0b1cv07q-multi-dev",
+        )
+        .replace(
+            "v6jxf06wl377g4dyzvhyjs5b5dxbzilc-refs.drv",
+            "v6jxf06wl377g4dyzvhyjs5b5dxbzilc-multi.drv",
+        );
+    assert_eq!(
+        NarInfo::parse(&dev).unwrap().output_name().as_deref(),
+        Some("dev")
+    );
+
+    // A name that does not follow the rule, or no deriver: unknown, and said so.
+    let odd = REFS.replace("-refs.drv", "-source.drv");
+    let odd = NarInfo::parse(&odd).unwrap();
+    assert_eq!(odd.output_name(), None);
+    assert_eq!(odd.attestation().unwrap().output_name(), None);
+    let underived = REFS.replace("Deriver: v6jxf06wl377g4dyzvhyjs5b5dxbzilc-refs.drv\n", "");
+    let a = NarInfo::parse(&underived).unwrap().attestation().unwrap();
+    assert_eq!((a.drv_path(), a.output_name()), (None, None));
+    assert!(
+        String::from_utf8_lossy(a.as_bytes()).contains("\ndrv <unknown>\noutput <unknown>\n"),
+        "{}",
+        String::from_utf8_lossy(a.as_bytes())
+    );
+}

@@ -7,10 +7,12 @@ mod completions;
 mod demo;
 mod evidence;
 mod hook;
+mod import;
 mod key;
 mod keygen;
 mod log;
 mod query;
+mod report;
 mod submit;
 
 use std::process::ExitCode;
@@ -47,8 +49,10 @@ enum Command {
     Cache(cache::Command),
     Query(query::QueryArgs),
     Check(query::CheckArgs),
+    Report(report::Args),
     Evidence(evidence::EvidenceArgs),
     Verify(evidence::VerifyArgs),
+    Import(import::Args),
     #[command(subcommand)]
     Bench(bench::Command),
     Demo(demo::Args),
@@ -68,8 +72,10 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cache(cmd) => cache::run(cmd, json),
         Command::Query(args) => query::query(args, json),
         Command::Check(args) => query::check(args, json),
+        Command::Report(args) => report::run(args, json),
         Command::Evidence(args) => evidence::evidence(args, json),
         Command::Verify(args) => evidence::verify(args, json),
+        Command::Import(args) => import::run(args, json),
         Command::Bench(cmd) => bench::run(cmd, json),
         Command::Demo(args) => demo::run(args, json),
         Command::Completions(args) => completions::run(args),

@@ -6,13 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use tally_core::KeyName;
-use tally_core::answer::LogAnswer;
-use tally_core::evidence::{Bundle, BundleFile, QueryBundle, QueryLog};
+use tally_core::evidence::BundleFile;
 use tally_proto::client::{self, Address};
 use tally_proto::v1;
 
 use crate::output::outln;
-use crate::{output, runtime};
+use crate::{output, progress, runtime};
 
 /// Ask an aggregator whether enough logs agree on paths.
 ///
@@ -99,8 +98,8 @@ fn vote_name(v: &v1::LogVote) -> &'static str {
     }
 }
 
-/// Queries in chunks the aggregator accepts.
-async fn ask(
+/// Queries in chunks the aggregator accepts, with a progress bar when there are many.
+pub(super) async fn ask(
     aggregator: &Address,
     policy: Option<&str>,
     paths: &[String],
@@ -109,7 +108,9 @@ async fn ask(
     let mut client = client::connect_aggregator(aggregator).await?;
     let mut results = Vec::with_capacity(paths.len());
     let mut applied = String::new();
-    for chunk in paths.chunks(tally_aggregator::query::MAX_PATHS) {
+    let chunk_size = tally_aggregator::query::MAX_PATHS;
+    let bar = (paths.len() > chunk_size).then(|| progress::bar(paths.len() as u64, "paths"));
+    for chunk in paths.chunks(chunk_size) {
         let response = client
             .query(v1::QueryRequest {
                 paths: chunk.to_vec(),
@@ -122,6 +123,12 @@ async fn ask(
             .into_inner();
         applied = response.policy;
         results.extend(response.results);
+        if let Some(bar) = &bar {
+            bar.inc(chunk.len() as u64);
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
     }
     Ok((applied, results))
 }
@@ -202,36 +209,10 @@ fn note(reason: &str) -> String {
 
 /// The offline bundle for one answered path.
 fn bundle(policy: &str, r: &v1::PathVerdict) -> anyhow::Result<BundleFile> {
-    let path = tally_aggregator::query::path_hash(&r.path).map_err(|e| anyhow::anyhow!(e))?;
-    let logs = r
-        .logs
-        .iter()
-        .map(|l| {
-            let origin = KeyName::new(&l.origin)?;
-            Ok(match (&l.proof, l.vote()) {
-                (Some(p), v1::Vote::Present | v1::Vote::Absent) => QueryLog {
-                    origin,
-                    answer: Some(LogAnswer::try_from(p)?),
-                    unavailable: None,
-                },
-                _ => QueryLog {
-                    origin,
-                    answer: None,
-                    unavailable: Some(if l.reason.is_empty() {
-                        "unavailable".into()
-                    } else {
-                        l.reason.clone()
-                    }),
-                },
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(BundleFile::new(Bundle::Query(QueryBundle {
-        path,
-        policy: policy.parse()?,
-        logs,
-        verdict: tally_proto::verdict(r)?,
-    })))
+    Ok(BundleFile::new(tally_proto::query_bundle(
+        policy.parse()?,
+        r,
+    )?))
 }
 
 pub(crate) fn query(args: QueryArgs, json: bool) -> anyhow::Result<ExitCode> {

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
-use tally_core::backoff::Backoff;
 use tally_core::{Attestation, AttestationFields, NarHash, StorePath};
 use tally_proto::client::{self, Address, BearerToken, Client};
 use tally_proto::v1;
@@ -290,13 +289,7 @@ async fn submit_batch(
                     status.code(),
                     tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
                 );
-                let nanos = u64::from(
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap_or_default()
-                        .subsec_nanos(),
-                );
-                match Backoff::COMMAND.delay(attempt, nanos).filter(|_| retryable) {
+                match runtime::retry_delay(attempt).filter(|_| retryable) {
                     Some(delay) => {
                         attempt += 1;
                         tokio::time::sleep(delay).await;

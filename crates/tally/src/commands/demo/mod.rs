@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use tally_cache::upstream::{BinaryCacheUrl, Upstreams};
+use tally_core::report::{PathList, Reproducibility, Source};
 use tally_core::{Hash, KeyName, NarHash, SigningKey, sample};
 use tally_proto::client::{self, Address, BearerToken};
 use tally_proto::v1;
@@ -229,6 +230,7 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
         upstream.display(),
         cache_key_file.display()
     ))?;
+    let dashboard = running.handle.clone();
     let in_process = tally_cache::Aggregator::InProcess(running.handle);
     tasks.spawn({
         let s = shutdown.clone();
@@ -243,6 +245,19 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
         .context("starting the binary cache")?;
     let aggregator = Address::Http(format!("http://{agg_addr}"));
     let synced = wait_synced(&aggregator, &builders).await?;
+
+    // A named report, as an operator would upload a system's closure: the sample paths, the
+    // one only builder 1 has and one nobody built.
+    let closure = PathList {
+        paths: (0..args.entries.min(1000))
+            .chain([SINGLE, SINGLE + 1])
+            .map(sample::output_path)
+            .collect(),
+        source: Source::Closure,
+        skipped_derivations: 0,
+    };
+    let report =
+        tokio::task::spawn_blocking(move || dashboard.define_report("demo", &closure)).await??;
 
     // Ask.
     let trusted = sample::output_path(1);
@@ -297,6 +312,11 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
     if json {
         let mut out = serde_json::Map::new();
         out.insert("aggregator".into(), format!("http://{agg_addr}").into());
+        out.insert("dashboard".into(), format!("http://{agg_addr}/").into());
+        out.insert(
+            "report".into(),
+            serde_json::json!({"url": format!("http://{agg_addr}/reports/demo"), "summary": report.summary}),
+        );
         out.insert("logs".into(), builders.iter().map(|b| serde_json::json!({"origin": b.origin, "url": format!("http://{}", b.addr), "vkey": b.key.verifying_key().to_note_vkey()})).collect());
         out.insert("results".into(), results.iter().map(|r| serde_json::json!({
             "policy": r.policy,
@@ -340,6 +360,7 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
             );
         }
         outln!("  aggregator                        http://{agg_addr}  (gRPC, /metrics, witness)");
+        outln!("  dashboard                         http://{agg_addr}/  (open it in a browser)");
         outln!(
             "  binary cache                      {cache_url}  (upstream file://{})\n",
             upstream.display()
@@ -364,6 +385,13 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
             let what = if *ok { "served  " } else { "404     " };
             outln!("  {what}  {p}");
         }
+        outln!(
+            "\nreport http://{agg_addr}/reports/demo ({} paths): {}",
+            report.summary.total(),
+            Reproducibility::ALL
+                .map(|c| format!("{:.1}% {c}", report.summary.percent(c)))
+                .join(", ")
+        );
         outln!("\nUse it from Nix (nix.conf):");
         outln!("  substituters = {cache_url}");
         outln!("  trusted-public-keys = {public_key}");
@@ -392,6 +420,10 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
         outln!("  tally verify /tmp/disputed.json {}", vkeys.join(" "));
         outln!("  tally check --aggregator http://{agg_addr} {trusted} {disputed}; echo exit $?");
         outln!("  tally evidence --aggregator http://{agg_addr} --out /tmp/tally-evidence");
+        outln!(
+            "  tally report --aggregator http://{agg_addr} --html /tmp/report.html {trusted} {disputed} {single} {absent}"
+        );
+        outln!("  curl -H 'Accept: application/json' http://{agg_addr}/reports/demo");
         outln!(
             "  tally log lookup --log http://{} --vkey '{}' {trusted}",
             builders[0].addr,
