@@ -6,17 +6,17 @@
 //! excluded logs changes, so a report follows the logs as they grow.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tally_core::report::{PathList, Reproducibility, Source, Summary};
 use tally_proto::v1;
 use tally_store::StoreError;
 use tokio_util::sync::CancellationToken;
 
-use crate::query::{self, MAX_PATHS, QueryError};
+use crate::query::{self, QueryError};
 use crate::service::Shared;
 use crate::status::State;
+use crate::status::now;
 
 /// One path in a report.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -39,6 +39,8 @@ pub struct RowCandidate {
     pub nar_hash: String,
     /// The NAR size.
     pub nar_size: u64,
+    /// The references, as basenames.
+    pub references: Vec<String>,
     /// The logs attesting it.
     pub origins: Vec<String>,
 }
@@ -52,6 +54,7 @@ impl Row {
             candidates.extend(v.agreed.iter().chain(&v.candidates).map(|c| RowCandidate {
                 nar_hash: c.nar_hash.clone(),
                 nar_size: c.nar_size,
+                references: c.references.clone(),
                 origins: c.origins.clone(),
             }));
         }
@@ -118,15 +121,16 @@ impl Report {
 
     /// The rows of one class (or all), a page at a time.
     pub fn page(&self, class: Option<Reproducibility>, page: usize, per_page: usize) -> Page<'_> {
-        let matching: Vec<&Row> = self
+        let matching = class.map_or(self.summary.total(), |c| self.summary.count(c));
+        let pages = usize::try_from(matching)
+            .unwrap_or(usize::MAX)
+            .div_ceil(per_page)
+            .max(1);
+        let page = page.clamp(1, pages);
+        let rows = self
             .rows
             .iter()
             .filter(|r| class.is_none_or(|c| r.class == c))
-            .collect();
-        let pages = matching.len().div_ceil(per_page).max(1);
-        let page = page.clamp(1, pages);
-        let rows = matching
-            .into_iter()
             .skip((page - 1) * per_page)
             .take(per_page)
             .collect();
@@ -170,18 +174,12 @@ impl Definition {
     }
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// Why a report could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     /// The name is not usable in a URL.
     #[error(
-        "report name {0:?}: use 1 to 64 characters from A-Z a-z 0-9 . _ - (for example nixos-24.11-iso)"
+        "report name {0:?}: use 1 to 64 characters from A-Z a-z 0-9 . _ -, not starting with . (for example nixos-24.11-iso)"
     )]
     Name(String),
     /// The database failed.
@@ -222,6 +220,9 @@ pub fn check_name(name: &str) -> Result<(), ReportError> {
 #[derive(Default)]
 pub struct Reports {
     computed: RwLock<BTreeMap<String, Arc<Report>>>,
+    /// Held while a definition is stored, deleted or recomputed, so that a refresh never
+    /// brings back a deleted report or an older definition.
+    changing: Mutex<()>,
 }
 
 impl Reports {
@@ -238,22 +239,20 @@ impl Reports {
             .unwrap_or_default()
     }
 
-    /// Keeps a computed report, and returns the one now kept under its name.
+    /// Keeps a computed report.
     fn insert(&self, report: Report, shared: &Shared) -> Arc<Report> {
         let report = Arc::new(report);
-        let Ok(mut m) = self.computed.write() else {
-            return report;
-        };
-        // A refresh that read the definition before an upload must not undo it.
-        if let Some(newer) = m
-            .get(&report.name)
-            .filter(|r| r.uploaded_unix > report.uploaded_unix)
-        {
-            return Arc::clone(newer);
-        }
         shared.metrics.report(&report.name, &report.summary);
-        m.insert(report.name.clone(), Arc::clone(&report));
+        if let Ok(mut m) = self.computed.write() {
+            m.insert(report.name.clone(), Arc::clone(&report));
+        }
         report
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.changing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -267,17 +266,15 @@ impl Shared {
     ) -> Result<Report, ReportError> {
         let origins = self.origins();
         let paths: Vec<String> = list.paths.iter().map(ToString::to_string).collect();
-        let mut verdicts = Vec::with_capacity(paths.len());
-        for chunk in paths.chunks(MAX_PATHS) {
-            verdicts.extend(query::answer(
-                &self.store,
-                &self.statuses,
-                &origins,
-                &self.policy,
-                chunk,
-                false,
-            )?);
-        }
+        // One answer for all paths: every vote from the same mirror views.
+        let verdicts = query::answer(
+            &self.store,
+            &self.statuses,
+            &origins,
+            &self.policy,
+            &paths,
+            false,
+        )?;
         let logs = origins.iter().map(ToString::to_string).collect();
         Report::new(name, list, uploaded_unix, logs, &verdicts)
             .map_err(|e| ReportError::Query(e.to_string()))
@@ -301,6 +298,7 @@ impl Shared {
 
     /// Deletes a named report. Returns whether it existed.
     pub fn delete_report(&self, name: &str) -> Result<bool, ReportError> {
+        let _changing = self.reports.lock();
         let existed = self.store.delete_report(name)?;
         if let Ok(mut m) = self.reports.computed.write() {
             m.remove(name);
@@ -309,33 +307,47 @@ impl Shared {
         Ok(existed)
     }
 
-    /// Recomputes every stored report.
+    /// Recomputes every stored report. A definition that cannot be read is logged and
+    /// skipped, so it cannot take the others down.
     fn refresh_reports(&self) -> Result<(), ReportError> {
+        let _changing = self.reports.lock();
         for (name, bytes) in self.store.reports()? {
-            let definition: Definition =
-                serde_json::from_slice(&bytes).map_err(|e| ReportError::Stored(e.to_string()))?;
-            let report = self.report(name, &definition.list()?, definition.uploaded_unix)?;
-            self.reports.insert(report, self);
+            let computed = serde_json::from_slice::<Definition>(&bytes)
+                .map_err(|e| ReportError::Stored(format!("{name}: {e}")))
+                .and_then(|d| {
+                    let list = d
+                        .list()
+                        .map_err(|e| ReportError::Stored(format!("{name}: {e}")))?;
+                    self.report(name.clone(), &list, d.uploaded_unix)
+                });
+            match computed {
+                Ok(report) => {
+                    self.reports.insert(report, self);
+                }
+                Err(e) => tracing::error!(report = name, "not refreshing report: {e}"),
+            }
         }
         Ok(())
     }
 
-    /// What reports depend on: each log's verified size and state.
-    fn report_inputs(&self) -> Vec<(u64, bool)> {
+    /// Whether a report of this name is stored but not computed yet (just after start-up).
+    pub fn report_pending(&self, name: &str) -> bool {
+        self.reports.get(name).is_none() && self.store.has_report(name).unwrap_or(false)
+    }
+
+    /// What reports depend on: each log's verified size and whether it votes; `None` while
+    /// a voting log is part-way through a sync (it votes from nowhere until it is done).
+    fn report_inputs(&self) -> Option<Vec<(u64, bool)>> {
         self.logs
             .iter()
             .map(|l| {
-                let size = self
-                    .store
-                    .state(&l.origin)
-                    .ok()
-                    .and_then(|s| s.verified)
-                    .map_or(0, |c| c.checkpoint.tree.size);
-                let counts = self
+                let state = self.store.state(&l.origin).ok()?;
+                let verified = state.verified.map_or(0, |c| c.checkpoint.tree.size);
+                let votes = self
                     .statuses
                     .get(&l.origin)
                     .is_some_and(|s| s.state != State::Excluded);
-                (size, counts)
+                (!votes || state.size == verified).then_some((verified, votes))
             })
             .collect()
     }
@@ -348,11 +360,22 @@ impl Shared {
     ) {
         let mut last = None;
         loop {
-            let inputs = self.report_inputs();
-            if last.as_ref() != Some(&inputs) {
+            let s = self.clone();
+            let inputs = tokio::task::spawn_blocking(move || s.report_inputs())
+                .await
+                .ok()
+                .flatten();
+            // Until every voting log stands at a verified checkpoint, keep what was computed
+            // (but compute once at start-up, so reports appear).
+            let wanted = match (&inputs, &last) {
+                (Some(i), Some(l)) => i != l,
+                (_, None) => true,
+                (None, Some(_)) => false,
+            };
+            if wanted {
                 let s = self.clone();
                 match tokio::task::spawn_blocking(move || s.refresh_reports()).await {
-                    Ok(Ok(())) => last = Some(inputs),
+                    Ok(Ok(())) => last = Some(inputs.unwrap_or_default()),
                     Ok(Err(e)) => tracing::error!("refreshing reports: {e}"),
                     Err(e) => tracing::error!("refreshing reports: {e}"),
                 }

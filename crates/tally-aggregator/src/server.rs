@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::serve::ListenerExt;
-use tally_core::bearer::BearerToken;
+use tally_core::bearer::RequiredToken;
 use tally_core::cosignature::Cosigner;
 use tally_proto::v1::aggregator_server::AggregatorServer;
 use tally_store::MirrorStore;
@@ -67,7 +67,7 @@ pub async fn start(
         None => None,
     };
     let admin = match &config.admin_token_file {
-        Some(path) => Some(BearerToken::new(
+        Some(path) => Some(RequiredToken::new(
             &tally_store::read_secret(path).map_err(|e| config_error("admin_token_file", e))?,
         )),
         None => None,

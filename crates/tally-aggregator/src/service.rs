@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tally_core::KeyName;
-use tally_core::bearer::BearerToken;
+use tally_core::bearer::RequiredToken;
 use tally_core::policy::Policy;
 use tally_proto::v1;
 use tally_proto::v1::aggregator_server::Aggregator;
@@ -27,7 +27,7 @@ pub struct Shared {
     pub(crate) witness: Option<Arc<crate::witness::Witness>>,
     pub(crate) reports: Arc<crate::reports::Reports>,
     /// Who may define and delete named reports.
-    pub(crate) admin: Option<BearerToken>,
+    pub(crate) admin: Option<RequiredToken>,
 }
 
 impl Shared {

@@ -42,7 +42,7 @@ pub struct LogStatus {
     pub latest_size: u64,
     /// When it last answered, seconds since 1970.
     pub last_success: Option<u64>,
-    /// When its newest checkpoint was first seen, seconds since 1970.
+    /// When this process first saw its newest checkpoint, seconds since 1970.
     pub latest_seen: Option<u64>,
 }
 
@@ -50,7 +50,8 @@ pub struct LogStatus {
 #[derive(Debug, Default)]
 pub struct Statuses(RwLock<BTreeMap<KeyName, LogStatus>>);
 
-fn now() -> u64 {
+/// Seconds since 1970.
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -6,7 +6,6 @@
 //! database transaction, so no request can roll it back.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tally_core::cosignature::Cosigner;
 use tally_core::evidence::{Bundle, Fork};
@@ -17,6 +16,7 @@ use tally_store::{MirrorStore, StoreError, StoredCheckpoint};
 
 use crate::answers::MirrorView;
 use crate::follower::note;
+use crate::status::now;
 
 /// A witness over the followed logs.
 pub struct Witness {
@@ -27,12 +27,6 @@ pub struct Witness {
 
 /// An `add-checkpoint` answer: status code, content type, body.
 pub type Reply = (u16, &'static str, Vec<u8>);
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 fn text(code: u16, body: impl Into<String>) -> Reply {
     (code, "text/plain; charset=utf-8", body.into().into_bytes())

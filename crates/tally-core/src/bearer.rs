@@ -8,12 +8,12 @@ use crate::Hash;
 /// A configured bearer token. Holds only its SHA-256: comparing digests in constant time
 /// hides the token's length as well as its bytes.
 #[derive(Clone)]
-pub struct BearerToken(Hash);
+pub struct RequiredToken(Hash);
 
-impl BearerToken {
+impl RequiredToken {
     /// The token, as read from its file (trimmed).
-    pub fn new(token: &str) -> BearerToken {
-        BearerToken(Hash::of(token.as_bytes()))
+    pub fn new(token: &str) -> RequiredToken {
+        RequiredToken(Hash::of(token.as_bytes()))
     }
 
     /// Whether an `authorization` header value is `Bearer <this token>`.
@@ -25,9 +25,9 @@ impl BearerToken {
     }
 }
 
-impl std::fmt::Debug for BearerToken {
+impl std::fmt::Debug for RequiredToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("BearerToken(…)")
+        f.write_str("RequiredToken(…)")
     }
 }
 
@@ -37,7 +37,7 @@ mod tests {
 
     #[test]
     fn only_the_exact_token_authorizes() {
-        let t = BearerToken::new("s3cret");
+        let t = RequiredToken::new("s3cret");
         assert!(t.authorizes(Some("Bearer s3cret")));
         assert!(!t.authorizes(Some("Bearer s3cre")));
         assert!(!t.authorizes(Some("Bearer s3cret ")));

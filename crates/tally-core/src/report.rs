@@ -173,7 +173,8 @@ pub struct PathList {
     pub paths: Vec<StorePath>,
     /// The input's format.
     pub source: Source,
-    /// Derivation (`.drv`) paths in the input, which are not build outputs and are skipped.
+    /// Mentions of derivation (`.drv`) paths in the input, which are not build outputs and
+    /// are skipped.
     pub skipped_derivations: usize,
 }
 
@@ -192,20 +193,22 @@ pub enum PathListError {
     /// The input starts like JSON but is not.
     #[error("not valid JSON: {0}")]
     Json(String),
-    /// The JSON is not a CycloneDX document.
-    #[error("not a CycloneDX SBOM: {0}")]
-    NotCycloneDx(&'static str),
+    /// The JSON is not a CycloneDX document: its `bomFormat`, if any.
+    #[error("not a CycloneDX SBOM: bomFormat is {0}, not \"CycloneDX\"")]
+    NotCycloneDx(String),
     /// Nothing to report on.
     #[error("no output paths in the input: give `nix-store -qR <path>` output or a CycloneDX SBOM")]
     Empty,
     /// Too many paths.
-    #[error("{0} paths; a report holds at most {MAX_REPORT_PATHS}")]
-    TooMany(usize),
+    #[error("more than {MAX_REPORT_PATHS} paths; split the input")]
+    TooMany,
 }
 
 impl PathList {
     /// Parses a closure list or, when the text starts with `{`, a CycloneDX JSON SBOM.
     pub fn parse(text: &str) -> Result<PathList, PathListError> {
+        // Editors on some systems start UTF-8 files with a byte-order mark.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         if text.trim_start().starts_with('{') {
             PathList::cyclonedx(text)
         } else {
@@ -225,7 +228,7 @@ impl PathList {
                 line: i + 1,
                 source,
             })?;
-            found.add(path);
+            found.add(path)?;
         }
         found.finish(Source::Closure)
     }
@@ -239,17 +242,17 @@ impl PathList {
     pub fn cyclonedx(text: &str) -> Result<PathList, PathListError> {
         let doc: Value =
             serde_json::from_str(text).map_err(|e| PathListError::Json(e.to_string()))?;
-        if doc.get("bomFormat").and_then(Value::as_str) != Some("CycloneDX") {
-            return Err(PathListError::NotCycloneDx(
-                "bomFormat is not \"CycloneDX\"",
-            ));
+        match doc.get("bomFormat") {
+            Some(Value::String(f)) if f == "CycloneDX" => {}
+            Some(other) => return Err(PathListError::NotCycloneDx(other.to_string())),
+            None => return Err(PathListError::NotCycloneDx("missing".into())),
         }
         let mut found = Found::default();
         if let Some(root) = doc.pointer("/metadata/component") {
-            found.component(root);
+            found.component(root)?;
         }
         for c in components(&doc) {
-            found.component(c);
+            found.component(c)?;
         }
         found.finish(Source::CycloneDx)
     }
@@ -270,16 +273,20 @@ struct Found {
 }
 
 impl Found {
-    fn add(&mut self, path: StorePath) {
+    fn add(&mut self, path: StorePath) -> Result<(), PathListError> {
         if path.is_derivation() {
             self.derivations += 1;
         } else if self.seen.insert(path.clone()) {
+            if self.paths.len() == MAX_REPORT_PATHS {
+                return Err(PathListError::TooMany);
+            }
             self.paths.push(path);
         }
+        Ok(())
     }
 
     /// A CycloneDX component and its nested components.
-    fn component(&mut self, component: &Value) {
+    fn component(&mut self, component: &Value) -> Result<(), PathListError> {
         let properties = component
             .get("properties")
             .and_then(Value::as_array)
@@ -306,18 +313,17 @@ impl Found {
         }
         for value in values {
             if let Ok(path) = StorePath::parse_lenient(value) {
-                self.add(path);
+                self.add(path)?;
             }
         }
-        for c in components(component) {
-            self.component(c);
-        }
+        components(component)
+            .iter()
+            .try_for_each(|c| self.component(c))
     }
 
     fn finish(self, source: Source) -> Result<PathList, PathListError> {
         match self.paths.len() {
             0 => Err(PathListError::Empty),
-            n if n > MAX_REPORT_PATHS => Err(PathListError::TooMany(n)),
             _ => Ok(PathList {
                 paths: self.paths,
                 source,

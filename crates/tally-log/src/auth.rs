@@ -1,7 +1,7 @@
 //! Who may submit: everyone on the Unix socket (its file mode and group decide who can
 //! connect), bearer-token holders over TCP, and nobody else.
 
-use tally_core::bearer::BearerToken;
+use tally_core::bearer::RequiredToken;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
@@ -13,7 +13,7 @@ pub enum WriteAccess {
     /// The Unix socket: connecting is the authorisation.
     Socket,
     /// TCP with a bearer token.
-    Token(BearerToken),
+    Token(RequiredToken),
     /// TCP without a configured token: submits are refused.
     Closed,
 }
@@ -21,7 +21,7 @@ pub enum WriteAccess {
 impl WriteAccess {
     /// Access by bearer token.
     pub fn token(token: &str) -> WriteAccess {
-        WriteAccess::Token(BearerToken::new(token))
+        WriteAccess::Token(RequiredToken::new(token))
     }
 
     /// Checks a request's credentials.

@@ -61,6 +61,22 @@ pub fn generate_signing_key(name: KeyName) -> Result<SigningKey, StoreError> {
 
 /// Writes a secret key to a new file with mode 0600. Refuses to overwrite.
 pub fn write_signing_key(path: &Path, key: &SigningKey) -> Result<(), StoreError> {
+    write_secret(path, &key.to_nix_secret())
+}
+
+/// A new random bearer token: 32 bytes, hex.
+pub fn generate_token() -> Result<Zeroizing<String>, StoreError> {
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    getrandom::getrandom(&mut bytes[..]).map_err(|e| StoreError::Io {
+        path: "/dev/urandom".into(),
+        source: std::io::Error::other(e),
+    })?;
+    Ok(Zeroizing::new(hex::encode(*bytes)))
+}
+
+/// Writes a secret (a key or a token) to a new file with mode 0600, durably. Refuses to
+/// overwrite.
+pub fn write_secret(path: &Path, secret: &str) -> Result<(), StoreError> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -75,7 +91,7 @@ pub fn write_signing_key(path: &Path, key: &SigningKey) -> Result<(), StoreError
     // The mode argument is filtered by the umask; make sure it is exactly 0600.
     file.set_permissions(fs::Permissions::from_mode(0o600))
         .map_err(io(path))?;
-    file.write_all(key.to_nix_secret().as_bytes())
+    file.write_all(secret.as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(io(path))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -35,7 +35,10 @@ mod mirror_store;
 mod spool;
 
 pub use error::StoreError;
-pub use key_file::{generate_signing_key, read_secret, read_signing_key, write_signing_key};
+pub use key_file::{
+    generate_signing_key, generate_token, read_secret, read_signing_key, write_secret,
+    write_signing_key,
+};
 pub use log_store::{BatchResult, DEFAULT_CACHE_BYTES, LogStore, StoredCheckpoint};
 pub use log_tables::{Conflict, LogReader, Outcome};
 pub use mirror_store::{Appended, EvidenceRecord, Expect, MirrorState, MirrorStore};

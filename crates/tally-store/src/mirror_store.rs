@@ -451,6 +451,12 @@ impl MirrorStore {
         Ok(existed)
     }
 
+    /// Whether a report of this name is stored.
+    pub fn has_report(&self, name: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(REPORTS)?.get(name)?.is_some())
+    }
+
     /// Every report's name and definition, by name.
     pub fn reports(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let txn = self.db.begin_read()?;

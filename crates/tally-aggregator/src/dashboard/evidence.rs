@@ -4,13 +4,13 @@ use std::fmt::Write as _;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Serialize;
 use tally_core::StorePath;
 use tally_store::EvidenceRecord;
 
 use super::html::{self, Html, esc, w};
-use super::{ListQuery, PER_PAGE, blocking, problem, respond};
+use super::{ListQuery, PER_PAGE, attachment, blocking, problem, respond};
 use crate::service::Shared;
 
 /// Evidence kinds, in the order the page offers them.
@@ -235,22 +235,19 @@ pub(super) async fn one(
         Err(r) => return r,
     };
     if download {
-        let name = format!("tally-evidence-{id}-{}.json", record.kind);
-        return (
-            [
-                (header::CONTENT_TYPE, "application/json".to_owned()),
-                (
-                    header::CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"{name}\""),
-                ),
-            ],
+        return attachment(
+            &format!("tally-evidence-{id}-{}.json", record.kind),
             record.bundle,
-        )
-            .into_response();
+        );
     }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
+        // It goes into a command people copy: only a plain host[:port].
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".:-[]".contains(c))
+        })
         .unwrap_or("AGGREGATOR");
     let keys: Vec<String> = s
         .logs

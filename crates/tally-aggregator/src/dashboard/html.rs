@@ -66,8 +66,18 @@ code,pre{font:13px ui-monospace,monospace}pre{background:#fff;border:1px solid #
 nav.pages a,nav.pages b{margin-right:.5em}.muted{color:#57606a}
 ";
 
-/// A whole page: the frame around `body`. `here` is the navigation entry to highlight.
+/// A dashboard page: the frame around `body`, with the navigation. `here` is the entry to
+/// highlight.
 pub(crate) fn page(title: &str, here: &str, body: &Html) -> String {
+    frame(title, Some(here), body)
+}
+
+/// A standalone page: the frame without the dashboard's navigation.
+pub(crate) fn document(title: &str, body: &Html) -> String {
+    frame(title, None, body)
+}
+
+fn frame(title: &str, nav: Option<&str>, body: &Html) -> String {
     let mut h = Html::default();
     w!(
         h,
@@ -76,12 +86,13 @@ pub(crate) fn page(title: &str, here: &str, body: &Html) -> String {
          <title>{} · Tally</title><style>{STYLE}</style></head><body><header><b>Tally</b>",
         esc(title)
     );
-    for (href, label) in [
-        ("/", "Logs"),
-        ("/disagreements", "Disagreements"),
-        ("/reports", "Reports"),
-    ] {
-        let class = if href == here { " class=\"here\"" } else { "" };
+    let links = if nav.is_some() { &NAV[..] } else { &[] };
+    for (href, label) in links {
+        let class = if Some(*href) == nav {
+            " class=\"here\""
+        } else {
+            ""
+        };
         w!(h, "<a href=\"{href}\"{class}>{label}</a>");
     }
     w!(
@@ -92,6 +103,12 @@ pub(crate) fn page(title: &str, here: &str, body: &Html) -> String {
     );
     h.0
 }
+
+const NAV: [(&str, &str); 3] = [
+    ("/", "Logs"),
+    ("/disagreements", "Disagreements"),
+    ("/reports", "Reports"),
+];
 
 /// A report's summary: a stacked bar and a table of counts and percentages.
 pub(crate) fn summary(h: &mut Html, s: &Summary, link: Option<&str>) {
@@ -115,7 +132,7 @@ pub(crate) fn summary(h: &mut Html, s: &Summary, link: Option<&str>) {
     );
     for c in Reproducibility::ALL {
         let name = match link {
-            Some(base) => format!("<a href=\"{base}?class={c}\" class=\"{c}\">{c}</a>"),
+            Some(base) => format!("<a href=\"{}?class={c}\" class=\"{c}\">{c}</a>", esc(base)),
             None => format!("<span class=\"{c}\">{c}</span>"),
         };
         w!(
@@ -147,7 +164,12 @@ pub(crate) fn pager(h: &mut Html, base: &str, query: &str, page: usize, pages: u
         if p == page {
             w!(h, "<b>{p}</b>");
         } else {
-            w!(h, "<a href=\"{base}?{query}page={p}\">{p}</a>");
+            w!(
+                h,
+                "<a href=\"{}?{}page={p}\">{p}</a>",
+                esc(base),
+                esc(query)
+            );
         }
     }
     w!(h, "</nav>");

@@ -1,7 +1,6 @@
 //! `/`: the followed logs.
 
 use std::fmt::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -13,6 +12,7 @@ use tally_store::StoreError;
 use super::html::{self, Html, esc, w};
 use super::{blocking, respond};
 use crate::service::Shared;
+use crate::status::now;
 
 #[derive(Serialize)]
 struct LogsPage {
@@ -48,12 +48,6 @@ struct ReportLine {
     paths: u64,
     reproduced_percent: f64,
     disputed: u64,
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn model(s: &Shared) -> Result<LogsPage, StoreError> {

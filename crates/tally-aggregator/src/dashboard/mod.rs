@@ -38,7 +38,7 @@ pub use reports::report_document;
 const PER_PAGE: usize = 100;
 
 /// The largest report upload: a closure of a million paths is about 70 MiB.
-const MAX_UPLOAD: usize = 256 << 20;
+const MAX_UPLOAD: usize = 128 << 20;
 
 /// The dashboard's routes.
 pub(crate) fn router(state: Shared) -> Router {
@@ -54,9 +54,27 @@ pub(crate) fn router(state: Shared) -> Router {
             get(reports::page)
                 .put(reports::put)
                 .delete(reports::delete)
-                .layer(DefaultBodyLimit::max(MAX_UPLOAD)),
+                .layer(DefaultBodyLimit::disable()),
         )
         .with_state(state)
+}
+
+/// Pages load nothing and run nothing; only their inline style applies.
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'";
+
+/// A file to save, as `name`.
+fn attachment(name: &str, body: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// Anything else: 404, or gRPC's "unimplemented" for a gRPC call.
@@ -90,12 +108,14 @@ fn respond<T: Serialize>(
     render: impl FnOnce(&T) -> String,
 ) -> Response {
     if wants_json(headers) {
-        axum::Json(model).into_response()
+        ([(header::VARY, "Accept")], axum::Json(model)).into_response()
     } else {
         (
             [
                 (header::CONTENT_TYPE, "text/html; charset=utf-8"),
                 (header::CACHE_CONTROL, "no-cache"),
+                (header::VARY, "Accept"),
+                (header::CONTENT_SECURITY_POLICY, CSP),
             ],
             render(model),
         )
@@ -107,7 +127,12 @@ fn respond<T: Serialize>(
 fn problem(headers: &HeaderMap, status: StatusCode, message: impl Into<String>) -> Response {
     let message = message.into();
     if wants_json(headers) {
-        return (status, axum::Json(serde_json::json!({ "error": message }))).into_response();
+        return (
+            status,
+            [(header::VARY, "Accept")],
+            axum::Json(serde_json::json!({ "error": message })),
+        )
+            .into_response();
     }
     use std::fmt::Write as _;
     let mut body = html::Html::default();
@@ -115,7 +140,11 @@ fn problem(headers: &HeaderMap, status: StatusCode, message: impl Into<String>) 
     let title = status.canonical_reason().unwrap_or("Error");
     (
         status,
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::VARY, "Accept"),
+            (header::CONTENT_SECURITY_POLICY, CSP),
+        ],
         html::page(title, "", &body),
     )
         .into_response()

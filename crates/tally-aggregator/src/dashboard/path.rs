@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use serde::Serialize;
 use tally_core::answer::{LogAnswer, Verified};
 use tally_core::evidence::BundleFile;
@@ -15,7 +15,7 @@ use tally_core::{AttestationFields, StorePathHash};
 use tally_proto::v1;
 
 use super::html::{self, Html, esc, w};
-use super::{blocking, problem, respond};
+use super::{attachment, blocking, problem, respond};
 use crate::query;
 use crate::service::Shared;
 
@@ -85,7 +85,7 @@ fn model(s: &Shared, hash: StorePathHash) -> Result<PathPage, String> {
         let verified = match (&l.proof, key) {
             (Some(p), Some(key)) => Some(
                 LogAnswer::try_from(p)
-                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("{}: {e}", l.origin))?
                     .verify(key, &hash)
                     .map_err(|e| format!("{}: {e}", l.origin))?,
             ),
@@ -239,17 +239,10 @@ pub(super) async fn proofs(
     headers: HeaderMap,
 ) -> Response {
     match load(&s, &segment, &headers).await {
-        Ok(m) => (
-            [
-                (header::CONTENT_TYPE, "application/json".to_owned()),
-                (
-                    header::CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"tally-proofs-{}.json\"", m.hash),
-                ),
-            ],
+        Ok(m) => attachment(
+            &format!("tally-proofs-{}.json", m.hash),
             serde_json::to_string_pretty(&m.proofs).unwrap_or_default(),
-        )
-            .into_response(),
+        ),
         Err(r) => r,
     }
 }

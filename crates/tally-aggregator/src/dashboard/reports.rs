@@ -3,7 +3,6 @@
 
 use std::fmt::Write as _;
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,7 +11,7 @@ use tally_core::StorePath;
 use tally_core::report::{PathList, Reproducibility, Source, Summary};
 
 use super::html::{self, Html, esc, w};
-use super::{ListQuery, PER_PAGE, blocking, problem, respond};
+use super::{ListQuery, MAX_UPLOAD, PER_PAGE, blocking, problem, respond};
 use crate::reports::{Page, Report, ReportError, Row};
 use crate::service::Shared;
 
@@ -114,17 +113,18 @@ struct ReportPage<'a> {
     rows: Page<'a>,
 }
 
-/// A path's cell: a link to its page at `base` (the aggregator's URL, or "" on the dashboard).
+/// A path's cell: a link to its page at `base` (the aggregator's URL, "/" on the
+/// dashboard), or plain text when `base` is empty.
 fn path_cell(h: &mut Html, base: &str, path: &str) {
-    match StorePath::parse(path) {
-        Ok(p) => w!(
+    match StorePath::parse(path).ok().filter(|_| !base.is_empty()) {
+        Some(p) => w!(
             h,
             "<a href=\"{}/path/{}\"><code>{}</code></a>",
-            esc(base),
+            esc(base.trim_end_matches('/')),
             p.hash(),
             esc(path)
         ),
-        Err(_) => w!(h, "<code>{}</code>", esc(path)),
+        None => w!(h, "<code>{}</code>", esc(path)),
     }
 }
 
@@ -145,9 +145,10 @@ fn rows_table(h: &mut Html, base: &str, rows: &[&Row]) {
         for c in &r.candidates {
             w!(
                 h,
-                "<br><small><code>{}</code> ({} bytes): {}</small>",
+                "<br><small><code>{}</code> ({} bytes, {} references): {}</small>",
                 esc(&c.nar_hash),
                 c.nar_size,
+                c.references.len(),
                 esc(&c.origins.join(", "))
             );
         }
@@ -184,7 +185,11 @@ fn disputed_section(h: &mut Html, base: &str, all: usize, shown: &[&Row], more: 
     }
     rows_table(h, base, shown);
     if let Some(link) = more.filter(|_| all > shown.len()) {
-        w!(h, "<p><a href=\"{link}\">All {all} disputed paths</a></p>");
+        w!(
+            h,
+            "<p><a href=\"{}\">All {all} disputed paths</a></p>",
+            esc(link)
+        );
     }
 }
 
@@ -196,7 +201,7 @@ fn render_page(m: &ReportPage<'_>) -> String {
     html::summary(&mut h, &r.summary, Some(&base));
     disputed_section(
         &mut h,
-        "",
+        "/",
         r.summary.count(Reproducibility::Disputed) as usize,
         &m.disputed,
         Some(&format!("{base}?class=disputed")),
@@ -213,7 +218,7 @@ fn render_page(m: &ReportPage<'_>) -> String {
         }
     }
     w!(h, "</p>");
-    rows_table(&mut h, "", &m.rows.rows);
+    rows_table(&mut h, "/", &m.rows.rows);
     let query = m.class.map_or(String::new(), |c| format!("class={c}&"));
     html::pager(&mut h, &base, &query, m.rows.page, m.rows.pages);
     html::page(&format!("Report {}", r.name), "/reports", &h)
@@ -246,7 +251,7 @@ pub fn report_document(r: &Report, base: &str) -> String {
             w!(h, "</details>");
         }
     }
-    html::page(&format!("Report {}", r.name), "", &h)
+    html::document(&format!("Report {}", r.name), &h)
 }
 
 pub(super) async fn page(
@@ -316,30 +321,44 @@ pub(super) async fn put(
     State(s): State<Shared>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
+    // Refuse before reading the body: only the admin may make the server hold an upload.
     if let Some(r) = refusal(&s, &headers) {
         return r;
     }
     if let Err(e) = crate::reports::check_name(&name) {
         return report_error(&headers, e);
     }
-    let Ok(text) = std::str::from_utf8(&body) else {
-        return problem(
-            &headers,
-            StatusCode::BAD_REQUEST,
-            "the body is not UTF-8 text",
-        );
+    let body = match axum::body::to_bytes(body, MAX_UPLOAD).await {
+        Ok(b) => b,
+        Err(e) => {
+            return problem(
+                &headers,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("reading the upload (at most {} MiB): {e}", MAX_UPLOAD >> 20),
+            );
+        }
     };
-    let list = match PathList::parse(text) {
-        Ok(l) => l,
-        Err(e) => return problem(&headers, StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    let s2 = s.clone();
     let n = name.clone();
-    let report = match tokio::task::spawn_blocking(move || s2.define_report(&n, &list)).await {
+    let s2 = s.clone();
+    let defined = tokio::task::spawn_blocking(move || {
+        let text = std::str::from_utf8(&body).map_err(|e| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("the body is not UTF-8 text (byte {})", e.valid_up_to()),
+            )
+        })?;
+        let list = PathList::parse(text).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+        s2.define_report(&n, &list).map_err(|e| match e {
+            ReportError::Name(_) => (StatusCode::BAD_REQUEST, e.to_string()),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        })
+    })
+    .await;
+    let report = match defined {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => return report_error(&headers, e),
+        Ok(Err((status, message))) => return problem(&headers, status, message),
         Err(e) => return problem(&headers, StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     tracing::info!(
@@ -349,6 +368,7 @@ pub(super) async fn put(
     );
     (
         StatusCode::OK,
+        [(header::VARY, "Accept")],
         axum::Json(serde_json::json!({
             "name": report.name,
             "url": format!("/reports/{}", report.name),

@@ -102,6 +102,12 @@ pub(crate) fn run(args: Args, json: bool) -> anyhow::Result<ExitCode> {
         None => args.path.join("\n"),
     };
     let list = PathList::closure(&text).context("the paths to import")?;
+    if list.skipped_derivations > 0 {
+        eprintln!(
+            "skipping {} derivation (.drv) paths: caches serve build outputs",
+            list.skipped_derivations
+        );
+    }
     if args.jobs == 0 || args.batch == 0 {
         bail!("--jobs and --batch must be at least 1");
     }
@@ -203,31 +209,29 @@ async fn import(
             (summary.clone(), bar.clone(), client.clone(), args.batch);
         tokio::spawn(async move {
             let mut pending = Vec::with_capacity(batch);
-            loop {
-                let closed = tokio::select! {
-                    next = submissions.recv() => match next {
-                        Some(a) => { pending.push(a); false }
-                        None => true,
-                    },
-                    () = tokio::time::sleep(Duration::from_millis(500)), if !pending.is_empty() => false,
-                };
-                let full = pending.len() >= batch;
-                let idle = submissions.is_empty();
-                if !pending.is_empty() && (full || closed || idle) {
+            while let Some(a) = submissions.recv().await {
+                pending.push(a);
+                // Send when the batch is full, or when nothing more is ready right now.
+                if pending.len() >= batch || submissions.is_empty() {
                     let n = pending.len() as u64;
                     submit(&mut client, std::mem::take(&mut pending), &summary).await?;
                     bar.inc(n);
                 }
-                if closed {
-                    return anyhow::Ok(());
-                }
             }
+            anyhow::Ok(())
         })
     };
+    let mut fetching = Ok(());
     while let Some(done) = fetchers.join_next().await {
-        done??;
+        if let Err(e) = done.map_err(anyhow::Error::from).and_then(|r| r) {
+            fetchers.abort_all();
+            fetching = Err(e);
+            break;
+        }
     }
+    // The submitter's error explains a fetcher's "the submitter stopped".
     submitter.await??;
+    fetching?;
     bar.finish_and_clear();
     let summary = std::mem::take(&mut *summary.lock().await);
     Ok(summary)

@@ -194,6 +194,8 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
 
     // The aggregator, with a witness.
     let (_, witness_key) = keyfile(&dir, "aggregator.demo.tally/witness")?;
+    let admin_token = dir.join("admin.token");
+    tally_store::write_secret(&admin_token, &tally_store::generate_token()?)?;
     let agg_addr = free_port()?;
     let mut logs = String::new();
     for b in &builders {
@@ -205,9 +207,11 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
         ));
     }
     let agg_config: tally_aggregator::Config = toml::from_str(&format!(
-        "data_dir = \"{}\"\nlisten = \"{agg_addr}\"\npoll_interval_secs = 1\nwitness_key_file = \"{}\"\ncache_mb = 64\n\n{logs}",
+        "data_dir = \"{}\"\nlisten = \"{agg_addr}\"\npoll_interval_secs = 1\nwitness_key_file = \"{}\"\n\
+         admin_token_file = \"{}\"\ncache_mb = 64\n\n{logs}",
         dir.join("aggregator").display(),
-        witness_key.display()
+        witness_key.display(),
+        admin_token.display()
     ))?;
     let progress: Arc<dyn tally_aggregator::SyncProgress> =
         Arc::new(tally_aggregator::LogLines::default());
@@ -424,6 +428,10 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
             "  tally report --aggregator http://{agg_addr} --html /tmp/report.html {trusted} {disputed} {single} {absent}"
         );
         outln!("  curl -H 'Accept: application/json' http://{agg_addr}/reports/demo");
+        outln!(
+            "  nix-store -qR /run/current-system | curl -X PUT -H \"Authorization: Bearer $(cat {})\" --data-binary @- http://{agg_addr}/reports/mine",
+            admin_token.display()
+        );
         outln!(
             "  tally log lookup --log http://{} --vkey '{}' {trusted}",
             builders[0].addr,
