@@ -8,7 +8,7 @@ use tally_core::bearer::RequiredToken;
 use tally_core::policy::Policy;
 use tally_proto::v1;
 use tally_proto::v1::aggregator_server::Aggregator;
-use tally_store::{EvidenceRecord, MirrorStore, StoreError};
+use tally_store::{EvidenceSummary, MirrorStore, StoreError};
 use tonic::{Request, Response, Status};
 
 use crate::config::LogConfig;
@@ -85,7 +85,7 @@ fn internal(e: impl std::fmt::Display) -> Status {
     Status::internal(e.to_string())
 }
 
-fn summary(r: &EvidenceRecord) -> v1::EvidenceSummary {
+fn summary(r: &EvidenceSummary) -> v1::EvidenceSummary {
     v1::EvidenceSummary {
         id: r.id,
         kind: r.kind.clone(),
@@ -191,7 +191,7 @@ impl Aggregator for Shared {
             .await?
             .ok_or_else(|| Status::not_found(format!("no evidence #{id}")))?;
         Ok(Response::new(v1::Evidence {
-            summary: Some(summary(&record)),
+            summary: Some(summary(&record.about)),
             bundle_json: record.bundle,
         }))
     }

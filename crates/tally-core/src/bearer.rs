@@ -16,9 +16,14 @@ impl RequiredToken {
         RequiredToken(Hash::of(token.as_bytes()))
     }
 
-    /// Whether an `authorization` header value is `Bearer <this token>`.
+    /// Whether an `authorization` header value is `Bearer <this token>` (the scheme's case
+    /// does not matter, as RFC 9110 says).
     pub fn authorizes(&self, header: Option<&str>) -> bool {
-        let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+        let Some(given) = header
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
+        else {
             return false;
         };
         bool::from(Hash::of(given.as_bytes()).0.ct_eq(&self.0.0))
@@ -39,6 +44,8 @@ mod tests {
     fn only_the_exact_token_authorizes() {
         let t = RequiredToken::new("s3cret");
         assert!(t.authorizes(Some("Bearer s3cret")));
+        assert!(t.authorizes(Some("bearer s3cret")));
+        assert!(!t.authorizes(Some("Basic s3cret")));
         assert!(!t.authorizes(Some("Bearer s3cre")));
         assert!(!t.authorizes(Some("Bearer s3cret ")));
         assert!(!t.authorizes(Some("s3cret")));

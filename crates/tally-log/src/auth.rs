@@ -39,7 +39,7 @@ impl WriteAccess {
                 let header = metadata.get("authorization").and_then(|v| v.to_str().ok());
                 if token.authorizes(header) {
                     Ok(())
-                } else if header.is_some_and(|h| h.starts_with("Bearer ")) {
+                } else if header.is_some() {
                     Err((
                         Reason::Unauthenticated,
                         Status::unauthenticated("wrong bearer token"),

@@ -41,5 +41,7 @@ pub use key_file::{
 };
 pub use log_store::{BatchResult, DEFAULT_CACHE_BYTES, LogStore, StoredCheckpoint};
 pub use log_tables::{Conflict, LogReader, Outcome};
-pub use mirror_store::{Appended, EvidenceRecord, Expect, MirrorState, MirrorStore};
+pub use mirror_store::{
+    Appended, EvidenceRecord, EvidenceSummary, Expect, MirrorState, MirrorStore,
+};
 pub use spool::{Spool, SpoolFile};

@@ -19,7 +19,9 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 use tally_core::map::{MapKey, MapValue};
 use tally_core::tlog::TreeHead;
 use tally_core::{Attestation, Hash, KeyName};
@@ -35,6 +37,9 @@ const CONTRADICTIONS: &str = "contradictions";
 const EVIDENCE: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("evidence");
 const EVIDENCE_KEYS: TableDefinition<'static, &'static str, u64> =
     TableDefinition::new("evidence_keys");
+/// Each piece of evidence's [`EvidenceSummary`], so that listing never decodes bundles.
+const EVIDENCE_INDEX: TableDefinition<'static, u64, &'static [u8]> =
+    TableDefinition::new("evidence_index");
 const WITNESS: TableDefinition<'static, &'static str, &'static [u8]> =
     TableDefinition::new("witness");
 /// Named reports: the name, and the definition as the aggregator encodes it.
@@ -84,9 +89,9 @@ pub enum Appended {
     },
 }
 
-/// A stored piece of evidence.
+/// What a stored piece of evidence is about: everything but its bundle.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct EvidenceRecord {
+pub struct EvidenceSummary {
     /// Its id, from 1.
     pub id: u64,
     /// The bundle kind.
@@ -97,6 +102,14 @@ pub struct EvidenceRecord {
     pub summary: String,
     /// When it was found, seconds since 1970.
     pub created: u64,
+}
+
+/// A stored piece of evidence.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EvidenceRecord {
+    /// What it is about.
+    #[serde(flatten)]
+    pub about: EvidenceSummary,
     /// The bundle, as JSON text.
     pub bundle: String,
 }
@@ -122,8 +135,22 @@ impl MirrorStore {
             .set_cache_size(cache_bytes)
             .create(path)?;
         let txn = db.begin_write()?;
-        txn.open_table(EVIDENCE)?;
         txn.open_table(EVIDENCE_KEYS)?;
+        {
+            // Databases from before the index get it filled in once.
+            let evidence = txn.open_table(EVIDENCE)?;
+            let mut index = txn.open_table(EVIDENCE_INDEX)?;
+            if index.len()? != evidence.len()? {
+                for row in evidence.iter()? {
+                    let (id, v) = row?;
+                    let record: EvidenceRecord = serde_json::from_slice(v.value())
+                        .map_err(|e| StoreError::corrupt("evidence", e))?;
+                    let about = serde_json::to_vec(&record.about)
+                        .map_err(|e| StoreError::corrupt("evidence", e))?;
+                    index.insert(id.value(), about.as_slice())?;
+                }
+            }
+        }
         txn.open_table(WITNESS)?;
         txn.open_table(REPORTS)?;
         txn.commit()?;
@@ -349,16 +376,21 @@ impl MirrorStore {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
             let record = EvidenceRecord {
-                id,
-                kind: kind.to_owned(),
-                origins,
-                summary,
-                created,
+                about: EvidenceSummary {
+                    id,
+                    kind: kind.to_owned(),
+                    origins,
+                    summary,
+                    created,
+                },
                 bundle,
             };
-            let json =
-                serde_json::to_vec(&record).map_err(|e| StoreError::corrupt("evidence", e))?;
+            let corrupt = |e| StoreError::corrupt("evidence", e);
+            let json = serde_json::to_vec(&record).map_err(corrupt)?;
+            let about = serde_json::to_vec(&record.about).map_err(corrupt)?;
             table.insert(id, json.as_slice())?;
+            txn.open_table(EVIDENCE_INDEX)?
+                .insert(id, about.as_slice())?;
             keys.insert(dedupe, id)?;
             (id, true)
         };
@@ -378,10 +410,10 @@ impl MirrorStore {
             .transpose()
     }
 
-    /// All evidence, oldest first.
-    pub fn list_evidence(&self) -> Result<Vec<EvidenceRecord>, StoreError> {
+    /// What every piece of evidence is about, oldest first.
+    pub fn list_evidence(&self) -> Result<Vec<EvidenceSummary>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(EVIDENCE)?;
+        let table = txn.open_table(EVIDENCE_INDEX)?;
         table
             .iter()?
             .map(|row| {

@@ -164,7 +164,8 @@ fn evidence_is_stored_once_and_the_witness_compares_and_swaps() {
         .unwrap();
     assert_eq!(c, a + 1);
     assert_eq!(store.list_evidence().unwrap().len(), 2);
-    assert_eq!(store.evidence(a).unwrap().unwrap().summary, "a fork");
+    assert_eq!(store.evidence(a).unwrap().unwrap().about.summary, "a fork");
+    assert_eq!(store.list_evidence().unwrap()[0].summary, "a fork");
 
     let small = signed(&[attestation(0).as_bytes().to_vec()], None);
     let big = signed(

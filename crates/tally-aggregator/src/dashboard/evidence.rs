@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use serde::Serialize;
 use tally_core::StorePath;
-use tally_store::EvidenceRecord;
+use tally_store::EvidenceSummary;
 
 use super::html::{self, Html, esc, w};
 use super::{ListQuery, PER_PAGE, attachment, blocking, problem, respond};
@@ -34,7 +34,7 @@ struct EvidenceRow {
 }
 
 impl EvidenceRow {
-    fn of(r: &EvidenceRecord) -> EvidenceRow {
+    fn of(r: &EvidenceSummary) -> EvidenceRow {
         EvidenceRow {
             id: r.id,
             kind: r.kind.clone(),
@@ -138,7 +138,7 @@ pub(super) async fn list(
             .map(|k| (k.to_string(), all.iter().filter(|r| r.kind == *k).count()))
             .collect();
         counts.push(("all".into(), all.len()));
-        let chosen: Vec<&EvidenceRecord> = all
+        let chosen: Vec<&EvidenceSummary> = all
             .iter()
             .rev()
             .filter(|r| kind == "all" || r.kind == kind)
@@ -236,7 +236,7 @@ pub(super) async fn one(
     };
     if download {
         return attachment(
-            &format!("tally-evidence-{id}-{}.json", record.kind),
+            &format!("tally-evidence-{id}-{}.json", record.about.kind),
             record.bundle,
         );
     }
@@ -252,7 +252,7 @@ pub(super) async fn one(
     let keys: Vec<String> = s
         .logs
         .iter()
-        .filter(|l| record.origins.iter().any(|o| o == l.origin.as_str()))
+        .filter(|l| record.about.origins.iter().any(|o| o == l.origin.as_str()))
         .map(|l| format!(" \\\n    --vkey '{}'", l.vkey))
         .collect();
     let file = format!("tally-evidence-{id}.json");
@@ -263,7 +263,7 @@ pub(super) async fn one(
             keys.concat()
         ),
         bundle: serde_json::from_str(&record.bundle).unwrap_or(serde_json::Value::Null),
-        row: EvidenceRow::of(&record),
+        row: EvidenceRow::of(&record.about),
     };
     respond(&headers, &model, render_one)
 }

@@ -179,7 +179,7 @@ async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
 #[derive(serde::Deserialize, Default)]
 struct ListQuery {
     #[serde(default)]
-    page: Option<usize>,
+    page: Option<String>,
     #[serde(default)]
     kind: Option<String>,
     #[serde(default)]
@@ -187,7 +187,12 @@ struct ListQuery {
 }
 
 impl ListQuery {
+    /// The page asked for; anything that is not a page number means the first.
     fn page(&self) -> usize {
-        self.page.unwrap_or(1).max(1)
+        self.page
+            .as_deref()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(1)
+            .max(1)
     }
 }
