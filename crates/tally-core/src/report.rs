@@ -183,12 +183,12 @@ pub struct PathList {
 #[non_exhaustive]
 pub enum PathListError {
     /// A closure line is not a store path.
-    #[error("line {line}: {source}")]
+    #[error("line {line}: {problem}")]
     Line {
         /// The line number, from 1.
         line: usize,
         /// What is wrong with it.
-        source: StorePathError,
+        problem: StorePathError,
     },
     /// The input starts like JSON but is not.
     #[error("not valid JSON: {0}")]
@@ -224,9 +224,9 @@ impl PathList {
             if line.is_empty() {
                 continue;
             }
-            let path = StorePath::parse(line).map_err(|source| PathListError::Line {
+            let path = StorePath::parse(line).map_err(|problem| PathListError::Line {
                 line: i + 1,
-                source,
+                problem,
             })?;
             found.add(path)?;
         }

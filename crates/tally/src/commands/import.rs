@@ -33,10 +33,11 @@ use crate::runtime;
 /// Examples:
 ///
 ///   nix-store -qR /run/current-system > closure.txt
-///   tally import --from-cache https://cache.nixos.org --log unix:/run/tally/log.sock --paths closure.txt
+///   tally import --from-cache https://cache.nixos.org --log unix:/run/tally/log.sock \
+///       --paths closure.txt
 ///
-///   tally import --from-cache file:///srv/cache --log http://127.0.0.1:7420 --token-file submit.token \
-///       /nix/store/7wm0…-hello-2.12.1
+///   tally import --from-cache file:///srv/cache --log http://127.0.0.1:7420 \
+///       --token-file submit.token /nix/store/7wm0…-hello-2.12.1
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct Args {
@@ -99,7 +100,12 @@ pub(crate) fn run(args: Args, json: bool) -> anyhow::Result<ExitCode> {
         Some(file) => {
             std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
         }
-        None => args.path.join("\n"),
+        None => {
+            for p in &args.path {
+                StorePath::parse(p).with_context(|| format!("{p} is not a store path"))?;
+            }
+            args.path.join("\n")
+        }
     };
     let list = PathList::closure(&text).context("the paths to import")?;
     if list.skipped_derivations > 0 {

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use tally_aggregator::reports::Report;
+use tally_core::StorePath;
 use tally_core::report::{PathList, Reproducibility};
 use tally_proto::client::Address;
 
@@ -25,7 +26,8 @@ use crate::runtime;
 /// Examples:
 ///
 ///   nix-store -qR /run/current-system > closure.txt
-///   tally report --aggregator http://127.0.0.1:7421 --closure closure.txt --html report.html
+///   tally report --aggregator http://127.0.0.1:7421 --closure closure.txt \
+///       --html report.html
 ///
 ///   tally report --aggregator http://127.0.0.1:7421 --sbom system.cdx.json --json
 ///
@@ -67,7 +69,12 @@ pub(crate) fn run(args: Args, json: bool) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("{} is not a closure list", file.display()))?,
         (_, Some(file)) => PathList::cyclonedx(&read(file)?)
             .with_context(|| format!("{} is not a usable SBOM", file.display()))?,
-        _ => PathList::closure(&args.paths.join("\n"))?,
+        _ => {
+            for p in &args.paths {
+                StorePath::parse(p).with_context(|| format!("{p} is not a store path"))?;
+            }
+            PathList::closure(&args.paths.join("\n"))?
+        }
     };
     if list.skipped_derivations > 0 {
         eprintln!(
