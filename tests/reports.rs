@@ -227,8 +227,14 @@ async fn reports_classify_closures_and_sboms_and_follow_the_logs() {
     assert_eq!(get_json(addr, "/reports/system").0, 404);
 
     let made = put(addr, "system", Some(TOKEN), &closure());
-    assert_eq!(made.status, 200, "{}", made.text());
-    assert_eq!(put(addr, "sbom", Some(TOKEN), &sbom()).status, 200);
+    assert_eq!(made.status, 201, "{}", made.text());
+    assert_eq!(made.header("location"), Some("/reports/system"));
+    assert_eq!(put(addr, "sbom", Some(TOKEN), &closure()).status, 201);
+    assert_eq!(
+        put(addr, "sbom", Some(TOKEN), &sbom()).status,
+        200,
+        "replaced"
+    );
     let s = summary_of(addr, "system");
     assert_eq!(
         (s["reproduced"].as_u64(), s["unknown"].as_u64()),
@@ -319,7 +325,7 @@ async fn the_dashboard_in_a_browser() {
     };
     let f = Federation::start().await;
     let addr = f.addr();
-    assert_eq!(put(addr, "system", Some(TOKEN), &closure()).status, 200);
+    assert_eq!(put(addr, "system", Some(TOKEN), &closure()).status, 201);
     let browser = Browser::new(chromium, &f.dir);
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&shots).unwrap();
@@ -426,7 +432,7 @@ async fn a_report_of_a_hundred_thousand_paths_is_paginated() {
         .map(|i| format!("{}\n", sample::output_path(i)))
         .collect();
     let made = put(addr, "big", Some(TOKEN), &big);
-    assert_eq!(made.status, 200, "{}", made.text());
+    assert_eq!(made.status, 201, "{}", made.text());
     let (status, v) = get_json(addr, "/reports/big?page=500");
     assert_eq!(status, 200);
     assert_eq!(

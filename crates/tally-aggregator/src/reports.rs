@@ -280,8 +280,13 @@ impl Shared {
             .map_err(|e| ReportError::Query(e.to_string()))
     }
 
-    /// Stores a named report's paths and computes it.
-    pub fn define_report(&self, name: &str, list: &PathList) -> Result<Arc<Report>, ReportError> {
+    /// Stores a named report's paths and computes it. Returns the report, and whether the name
+    /// is new.
+    pub fn define_report(
+        &self,
+        name: &str,
+        list: &PathList,
+    ) -> Result<(Arc<Report>, bool), ReportError> {
         check_name(name)?;
         let definition = Definition {
             source: list.source,
@@ -292,8 +297,8 @@ impl Shared {
         let report = self.report(name.to_owned(), list, definition.uploaded_unix)?;
         let bytes =
             serde_json::to_vec(&definition).map_err(|e| ReportError::Stored(e.to_string()))?;
-        self.store.put_report(name, &bytes)?;
-        Ok(self.reports.insert(report, self))
+        let new = self.store.put_report(name, &bytes)?;
+        Ok((self.reports.insert(report, self), new))
     }
 
     /// Deletes a named report. Returns whether it existed.

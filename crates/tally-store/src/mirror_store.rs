@@ -465,13 +465,13 @@ impl MirrorStore {
         Ok(result)
     }
 
-    /// Stores (or replaces) a named report's definition, durably.
-    pub fn put_report(&self, name: &str, definition: &[u8]) -> Result<(), StoreError> {
+    /// Stores (or replaces) a named report's definition, durably. Returns whether it is new.
+    pub fn put_report(&self, name: &str, definition: &[u8]) -> Result<bool, StoreError> {
         let _writer = self.writer.lock().map_err(|_| poisoned())?;
         let txn = self.db.begin_write()?;
-        txn.open_table(REPORTS)?.insert(name, definition)?;
+        let new = txn.open_table(REPORTS)?.insert(name, definition)?.is_none();
         txn.commit()?;
-        Ok(())
+        Ok(new)
     }
 
     /// Deletes a named report. Returns whether it existed.

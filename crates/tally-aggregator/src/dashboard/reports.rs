@@ -356,7 +356,7 @@ pub(super) async fn put(
         })
     })
     .await;
-    let report = match defined {
+    let (report, new) = match defined {
         Ok(Ok(r)) => r,
         Ok(Err((status, message))) => return problem(&headers, status, message),
         Err(e) => return problem(&headers, StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -366,12 +366,18 @@ pub(super) async fn put(
         paths = report.summary.total(),
         "report defined"
     );
+    let url = format!("/reports/{}", report.name);
+    let status = if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     (
-        StatusCode::OK,
-        [(header::VARY, "Accept")],
+        status,
+        [(header::VARY, "Accept"), (header::LOCATION, url.as_str())],
         axum::Json(serde_json::json!({
             "name": report.name,
-            "url": format!("/reports/{}", report.name),
+            "url": url,
             "skipped_derivations": report.skipped_derivations,
             "summary": report.summary,
         })),

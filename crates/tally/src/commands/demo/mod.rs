@@ -260,8 +260,9 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
         source: Source::Closure,
         skipped_derivations: 0,
     };
-    let report =
-        tokio::task::spawn_blocking(move || dashboard.define_report("demo", &closure)).await??;
+    let report = tokio::task::spawn_blocking(move || dashboard.define_report("demo", &closure))
+        .await??
+        .0;
 
     // Ask.
     let trusted = sample::output_path(1);
