@@ -2,8 +2,9 @@
 //!
 //! This crate owns following logs and checking everything they serve ([`follower`]), the
 //! evidence that follows from what does not check out, the n-of-m [`query`] engine, the
-//! [`witness`], and the gRPC and HTTP APIs. The mirror's storage is `tally-store`'s; the
-//! formats, proofs, policies and evidence verification are `tally-core`'s.
+//! [`witness`], named reproducibility [`reports`], the [`dashboard`], and the gRPC and HTTP
+//! APIs. The mirror's storage is `tally-store`'s; the formats, proofs, policies, report
+//! classes and evidence verification are `tally-core`'s.
 //!
 //! It must never count a vote it cannot prove against a checkpoint the log signed, never
 //! keep evidence it cannot verify itself, and never stop serving because a log is down,

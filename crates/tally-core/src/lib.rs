@@ -2,7 +2,8 @@
 //!
 //! This crate owns Nix's names for things ([`StorePath`], [`NarHash`], [`nixbase32`]), the log
 //! leaf ([`Attestation`]), the RFC 6962 Merkle log ([`tlog`]), the sparse Merkle map ([`map`]),
-//! keys, signed notes and [`Checkpoint`]s. Each type is built only from valid input, so a
+//! keys, signed notes and [`Checkpoint`]s, and what is decided from them: trust [`policy`]
+//! verdicts and [`report`] classes. Each type is built only from valid input, so a
 //! value in hand is a value that can be trusted to be well-formed.
 //!
 //! It must never do I/O, spawn threads, or depend on an async runtime: storage reaches it
