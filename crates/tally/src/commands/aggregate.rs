@@ -17,8 +17,9 @@ pub(crate) enum Command {
 
 /// Follow and fully verify logs, keep evidence, answer queries, witness.
 ///
-/// Serves gRPC (tally query, tally check, tally evidence) and HTTP (/metrics, /healthz,
-/// /add-checkpoint, /witness/checkpoint/<origin>, /evidence/<id>.json) on `listen`. The
+/// Serves gRPC (tally query, tally check, tally report, tally evidence) and HTTP (/metrics,
+/// /healthz, /add-checkpoint, /witness/checkpoint/<origin>, and the dashboard: /,
+/// /disagreements, /evidence/<id>, /path/<hash>, /reports, /reports/<name>) on `listen`. The
 /// first sync of a large log shows a progress bar on a terminal. Stops cleanly on SIGTERM or
 /// Ctrl-C. See examples/aggregator.toml for every option.
 ///
