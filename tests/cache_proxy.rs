@@ -472,7 +472,7 @@ async fn an_in_process_aggregator_decides() {
     logs[0].submit(&[agreed.clone(), single.clone()]).await;
     logs[1].submit(std::slice::from_ref(&agreed)).await;
     let follow: Vec<_> = logs.iter().map(LogDaemon::follow).collect();
-    let (agg_config, agg_addr) =
+    let agg_config =
         AggregatorDaemon::write_config(&dir.path().join("agg"), &follow, &["policy = \"all\""]);
     let cache = CacheDaemon::start(
         &dir.path().join("cache"),
@@ -481,7 +481,10 @@ async fn an_in_process_aggregator_decides() {
         &[],
     );
     // The aggregator runs inside the cache process: its own port answers too.
-    assert_eq!(http::get(agg_addr, "/healthz").status, 200);
+    assert_eq!(
+        http::get(cache.aggregator_addr.unwrap(), "/healthz").status,
+        200
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let served = loop {
         let r = narinfo(&cache, agreed.output_path());

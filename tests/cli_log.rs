@@ -224,7 +224,7 @@ fn the_hook_exits_zero_quickly_when_the_log_never_answers() {
         }
     });
     // No real store is needed to show the time bound: without Nix the store query fails,
-    // with Nix this drv does not exist. Either way the hook must exit 0 within 2 s.
+    // with Nix this drv does not exist. Either way the hook must exit 0 within its budget.
     let start = Instant::now();
     let out = tally()
         .arg("hook")
@@ -235,12 +235,15 @@ fn the_hook_exits_zero_quickly_when_the_log_never_answers() {
         .env("OUT_PATHS", "")
         .env("TALLY_LOG", format!("unix:{}", sock.display()))
         .env("TALLY_SPOOL_DIR", dir.path().join("spool"))
+        .env("TALLY_HOOK_BUDGET_MS", "1000")
         .output()
         .unwrap();
     assert!(out.status.success());
+    // A hook that waited for the log would never return. The bound is the 1 s budget plus
+    // slack for process start-up on a loaded 2-core CI machine; it is a bound, not a speed.
     assert!(
-        start.elapsed() < Duration::from_secs(2),
-        "took {:?}",
+        start.elapsed() < Duration::from_secs(5),
+        "the hook took {:?} with a budget of 1 s",
         start.elapsed()
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("NOT attested"));

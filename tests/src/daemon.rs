@@ -1,6 +1,8 @@
 //! Running real `tally` daemons in tests.
 
-use std::net::{SocketAddr, TcpListener};
+use std::collections::BTreeMap;
+use std::io::BufRead as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,13 +13,10 @@ use tally_proto::v1;
 
 use crate::{http, tally};
 
-/// A free loopback port (bound and released; good enough for tests).
-pub fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
+/// What daemons in tests listen on: port 0, so the kernel picks a free port and the daemon
+/// reports it (`--ready-file`). Picking a port in the test and releasing it for the daemon
+/// would race with every other test doing the same.
+pub const ANY_PORT: &str = "127.0.0.1:0";
 
 /// Sends SIGTERM and waits for the process to exit.
 pub fn terminate(child: &mut Child) {
@@ -84,23 +83,33 @@ fn ensure_key(path: &Path, name: &str) -> tally_core::SigningKey {
     tally_store::read_signing_key(path).unwrap()
 }
 
-/// A `tally` child process serving HTTP on `addr`, logging to a file in `dir`. Killed when
-/// dropped.
+/// A `tally` child process serving HTTP, logging to a file in `dir`. Killed when dropped.
+///
+/// It is started with `--ready-file` and listens on port 0; the addresses it reports are
+/// written back into its config files (`pins`: ready-file key → config file), so a restart
+/// listens where the first start did and its URLs stay valid.
 struct Process {
     dir: PathBuf,
-    addr: SocketAddr,
     args: Vec<String>,
     log_file: &'static str,
+    pins: Vec<(&'static str, PathBuf)>,
+    addresses: BTreeMap<String, SocketAddr>,
     child: Option<Child>,
 }
 
 impl Process {
-    fn new(dir: &Path, addr: SocketAddr, args: &[&str], log_file: &'static str) -> Process {
+    fn new(
+        dir: &Path,
+        args: &[&str],
+        log_file: &'static str,
+        pins: Vec<(&'static str, PathBuf)>,
+    ) -> Process {
         let mut p = Process {
             dir: dir.to_owned(),
-            addr,
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             log_file,
+            pins,
+            addresses: BTreeMap::new(),
             child: None,
         };
         p.restart();
@@ -110,6 +119,8 @@ impl Process {
     fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
         let log = self.dir.join(self.log_file);
+        let ready = self.dir.join(format!("{}.ready", self.log_file));
+        let _ = std::fs::remove_file(&ready);
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -117,12 +128,28 @@ impl Process {
             .unwrap();
         let mut child = tally()
             .args(&self.args)
+            .arg("--ready-file")
+            .arg(&ready)
             .stdout(Stdio::null())
             .stderr(out)
             .spawn()
             .unwrap();
-        wait_healthy(self.addr, &mut child, &log);
+        self.addresses = wait_ready(&ready, &mut child, &log);
+        for (key, config) in &self.pins {
+            let text = std::fs::read_to_string(config).unwrap();
+            let pinned = text.replace(
+                &format!("listen = \"{ANY_PORT}\""),
+                &format!("listen = \"{}\"", self.addresses[*key]),
+            );
+            std::fs::write(config, pinned).unwrap();
+        }
+        wait_healthy(self.addr(), &mut child, &log);
         self.child = Some(child);
+    }
+
+    /// The address it reported under `listen`.
+    fn addr(&self) -> SocketAddr {
+        self.addresses["listen"]
     }
 
     fn stop(&mut self) {
@@ -137,6 +164,28 @@ impl Process {
 
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join(self.log_file)).unwrap_or_default()
+    }
+}
+
+/// Waits for a daemon's `--ready-file`, or panics with its log if it exits first.
+fn wait_ready(ready: &Path, child: &mut Child, log: &Path) -> BTreeMap<String, SocketAddr> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(ready) {
+            return serde_json::from_str(&text).unwrap();
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "daemon exited with {status}:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "daemon not listening after 30 s:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -169,12 +218,11 @@ impl LogDaemon {
         std::fs::create_dir_all(dir).unwrap();
         let key = dir.join("log.key");
         let vkey = ensure_key(&key, origin).verifying_key();
-        let addr = free_port();
         let defaults = [
             format!("origin = \"{origin}\""),
             format!("secret_key_file = \"{}\"", key.display()),
             format!("data_dir = \"{}\"", dir.join("data").display()),
-            format!("listen = \"{addr}\""),
+            format!("listen = \"{ANY_PORT}\""),
             format!("submit_socket = \"{}\"", dir.join("log.sock").display()),
             format!("spool_dir = \"{}\"", dir.join("spool").display()),
             "batch_period_ms = 20".to_owned(),
@@ -182,18 +230,18 @@ impl LogDaemon {
         ];
         let config = dir.join("log.toml");
         std::fs::write(&config, config_lines(&defaults, options)).unwrap();
-        let config = config.to_str().unwrap();
+        let process = Process::new(
+            dir,
+            &["log", "serve", "--config", config.to_str().unwrap()],
+            "daemon.log",
+            vec![("listen", config.clone())],
+        );
         LogDaemon {
             dir: dir.to_owned(),
             origin: origin.to_owned(),
-            addr,
+            addr: process.addr(),
             vkey,
-            process: Process::new(
-                dir,
-                addr,
-                &["log", "serve", "--config", config],
-                "daemon.log",
-            ),
+            process,
         }
     }
 
@@ -270,38 +318,36 @@ impl AggregatorDaemon {
         options: &[&str],
     ) -> AggregatorDaemon {
         let config = AggregatorDaemon::write_config(dir, logs, options);
-        let addr = config.1;
-        let config = config.0.to_str().unwrap().to_owned();
         let witness = tally_store::read_signing_key(&dir.join("witness.key")).unwrap();
+        let process = Process::new(
+            dir,
+            &["aggregate", "serve", "--config", config.to_str().unwrap()],
+            "aggregator.log",
+            vec![("listen", config.clone())],
+        );
         AggregatorDaemon {
             dir: dir.to_owned(),
-            addr,
+            addr: process.addr(),
             witness_vkey: tally_core::cosignature::Cosigner::new(witness)
                 .verifier()
                 .to_vkey(),
-            process: Process::new(
-                dir,
-                addr,
-                &["aggregate", "serve", "--config", &config],
-                "aggregator.log",
-            ),
+            process,
         }
     }
 
     /// Writes an aggregator config (and witness key) in `dir` without starting it; returns
-    /// the config file and the address it listens on.
+    /// the config file. It listens on port 0.
     pub fn write_config(
         dir: &Path,
         logs: &[(String, String, Vec<String>)],
         options: &[&str],
-    ) -> (PathBuf, SocketAddr) {
+    ) -> PathBuf {
         std::fs::create_dir_all(dir).unwrap();
         let key = dir.join("witness.key");
         ensure_key(&key, "aggregator.test/witness");
-        let addr = free_port();
         let defaults = [
             format!("data_dir = \"{}\"", dir.join("data").display()),
-            format!("listen = \"{addr}\""),
+            format!("listen = \"{ANY_PORT}\""),
             "poll_interval_secs = 1".to_owned(),
             format!("witness_key_file = \"{}\"", key.display()),
             "cache_mb = 32".to_owned(),
@@ -316,7 +362,7 @@ impl AggregatorDaemon {
         }
         let path = dir.join("aggregator.toml");
         std::fs::write(&path, config).unwrap();
-        (path, addr)
+        path
     }
 
     /// Starts it again (after [`AggregatorDaemon::stop`]).
@@ -380,6 +426,8 @@ pub struct CacheDaemon {
     pub addr: SocketAddr,
     /// Its Nix public key, for `trusted-public-keys`.
     pub public_key: String,
+    /// The address of the aggregator it runs in process, if it does.
+    pub aggregator_addr: Option<SocketAddr>,
     process: Process,
 }
 
@@ -397,10 +445,9 @@ impl CacheDaemon {
         let public_key = ensure_key(&key, "cache.test-1")
             .verifying_key()
             .to_nix_public();
-        let addr = free_port();
         let upstreams: Vec<String> = upstreams.iter().map(|u| format!("\"{u}\"")).collect();
         let defaults = [
-            format!("listen = \"{addr}\""),
+            format!("listen = \"{ANY_PORT}\""),
             format!("upstreams = [{}]", upstreams.join(", ")),
             format!("secret_key_file = \"{}\"", key.display()),
         ];
@@ -410,17 +457,18 @@ impl CacheDaemon {
         );
         let path = dir.join("cache.toml");
         std::fs::write(&path, config).unwrap();
-        let path = path.to_str().unwrap();
+        let process = Process::new(
+            dir,
+            &["cache", "serve", "--config", path.to_str().unwrap()],
+            "cache.log",
+            vec![("listen", path.clone())],
+        );
         CacheDaemon {
             dir: dir.to_owned(),
-            addr,
+            addr: process.addr(),
             public_key,
-            process: Process::new(
-                dir,
-                addr,
-                &["cache", "serve", "--config", path],
-                "cache.log",
-            ),
+            aggregator_addr: process.addresses.get("aggregator").copied(),
+            process,
         }
     }
 
@@ -448,27 +496,39 @@ pub struct StaticServer {
 }
 
 impl StaticServer {
-    /// Serves `dir` and waits until it answers.
+    /// Serves `dir` on a port the kernel picks, which it prints once it listens.
     pub fn start(dir: &Path) -> StaticServer {
-        let addr = free_port();
-        let child = Command::new("python3")
-            .args(["-m", "http.server", &addr.port().to_string()])
-            .args(["--bind", "127.0.0.1", "--directory"])
+        let mut child = Command::new("python3")
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
             .arg(dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
             .expect("python3 serves the HTTP binary cache");
-        let server = StaticServer {
-            addr,
+        // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port: u16 = line
+            .split_whitespace()
+            .skip_while(|w| *w != "port")
+            .nth(1)
+            .unwrap_or_else(|| panic!("http.server printed {line:?}"))
+            .parse()
+            .unwrap();
+        StaticServer {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
             child: Some(child),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while crate::http::request(addr, "GET", "/", &[], &[]).is_err() {
-            assert!(Instant::now() < deadline, "http.server did not start");
-            std::thread::sleep(Duration::from_millis(50));
         }
-        server
     }
 
     /// `http://<addr>`.

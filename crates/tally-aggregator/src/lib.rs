@@ -33,5 +33,5 @@ pub mod witness;
 pub use config::Config;
 pub use error::AggregatorError;
 pub use progress::{LogLines, SyncProgress};
-pub use server::{Running, serve, start};
+pub use server::{HOST_CHECKS, Running, check_host, serve, start};
 pub use service::Shared;

@@ -35,6 +35,44 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> AggregatorError
     }
 }
 
+/// The secret files an aggregator reads.
+struct Secrets {
+    cosigner: Option<Cosigner>,
+    admin: Option<RequiredToken>,
+}
+
+impl Secrets {
+    fn load(config: &Config) -> Result<Secrets, AggregatorError> {
+        let cosigner = match &config.witness_key_file {
+            Some(path) => Some(Cosigner::new(
+                tally_store::read_signing_key(path)
+                    .map_err(|e| config_error("witness_key_file", e))?,
+            )),
+            None => None,
+        };
+        let admin = match &config.admin_token_file {
+            Some(path) => Some(RequiredToken::new(
+                &tally_store::read_secret(path).map_err(|e| config_error("admin_token_file", e))?,
+            )),
+            None => None,
+        };
+        Ok(Secrets { cosigner, admin })
+    }
+}
+
+/// What [`check_host`] checks, by option; a build-time check skips these.
+pub const HOST_CHECKS: &[&str] = &["witness_key_file", "admin_token_file", "data_dir", "listen"];
+
+/// Checks everything `serve` needs from this machine, without changing anything: the secret
+/// files (readable, mode 0600), that `data_dir` can be created or written, and that `listen`
+/// is free.
+pub fn check_host(config: &Config) -> Result<(), AggregatorError> {
+    Secrets::load(config)?;
+    tally_store::host::check_writable_dir(&config.data_dir)
+        .map_err(|e| config_error("data_dir", e))?;
+    tally_store::host::check_listen(config.listen).map_err(|e| config_error("listen", e))
+}
+
 /// Runs the aggregator until `shutdown` is cancelled.
 pub async fn serve(
     config: Config,
@@ -46,6 +84,8 @@ pub async fn serve(
 
 /// A started aggregator.
 pub struct Running {
+    /// The address the listener is bound to (the real port when `listen` asks for 0).
+    pub local_addr: std::net::SocketAddr,
     /// Answers queries in process: it implements the gRPC service's methods.
     pub handle: Shared,
     /// Follows the logs and serves gRPC and HTTP until shutdown; must be polled.
@@ -60,18 +100,7 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<Running, AggregatorError> {
     config.validate()?;
-    let cosigner = match &config.witness_key_file {
-        Some(path) => Some(Cosigner::new(
-            tally_store::read_signing_key(path).map_err(|e| config_error("witness_key_file", e))?,
-        )),
-        None => None,
-    };
-    let admin = match &config.admin_token_file {
-        Some(path) => Some(RequiredToken::new(
-            &tally_store::read_secret(path).map_err(|e| config_error("admin_token_file", e))?,
-        )),
-        None => None,
-    };
+    let Secrets { cosigner, admin } = Secrets::load(&config)?;
     std::fs::create_dir_all(&config.data_dir).map_err(io(format!(
         "creating data_dir {}",
         config.data_dir.display()
@@ -127,6 +156,9 @@ pub async fn start(
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(io(format!("listen on {}", config.listen)))?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(io(format!("listen on {}", config.listen)))?;
     let mut followers = tokio::task::JoinSet::new();
     for log in &config.logs {
         let follower = Follower {
@@ -171,8 +203,7 @@ pub async fn start(
         .fallback(dashboard::not_found);
     tracing::info!(
         logs = origins.len(),
-        "serving gRPC and HTTP on {}",
-        config.listen
+        "serving gRPC and HTTP on {local_addr}"
     );
     // Small answers must not wait out Nagle's algorithm and the peer's delayed ACK.
     let listener = listener.tap_io(|stream| {
@@ -188,6 +219,7 @@ pub async fn start(
         Ok(())
     };
     Ok(Running {
+        local_addr,
         handle: shared,
         serving: Box::pin(serving),
     })

@@ -23,4 +23,4 @@ pub mod upstream;
 pub use config::{AggregatorAt, Config};
 pub use decision::Aggregator;
 pub use error::CacheError;
-pub use server::serve;
+pub use server::{HOST_CHECKS, Running, check_host, serve, start};

@@ -1,5 +1,7 @@
 //! Starting the cache proxy: the key, the upstreams, the aggregator, and the HTTP listener.
 
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::serve::ListenerExt as _;
@@ -26,9 +28,41 @@ pub async fn serve(
     aggregator: Aggregator,
     shutdown: CancellationToken,
 ) -> Result<(), CacheError> {
+    start(config, aggregator, shutdown).await?.serving.await
+}
+
+/// What [`check_host`] checks, by option; a build-time check skips these.
+pub const HOST_CHECKS: &[&str] = &["secret_key_file", "listen"];
+
+/// Checks everything `serve` needs from this machine, without changing anything: the key
+/// (readable, mode 0600) and that `listen` is free.
+pub fn check_host(config: &Config) -> Result<(), CacheError> {
+    load_key(config)?;
+    tally_store::host::check_listen(config.listen).map_err(|e| config_error("listen", e))
+}
+
+fn load_key(config: &Config) -> Result<tally_core::SigningKey, CacheError> {
+    tally_store::read_signing_key(&config.secret_key_file)
+        .map_err(|e| config_error("secret_key_file", e))
+}
+
+/// A started cache.
+pub struct Running {
+    /// The address the listener is bound to (the real port when `listen` asks for 0).
+    pub local_addr: SocketAddr,
+    /// Serves until shutdown; must be polled.
+    pub serving: Pin<Box<dyn Future<Output = Result<(), CacheError>> + Send>>,
+}
+
+/// Checks the config, reads the key and binds the listener, so that start-up errors come out
+/// here, and returns the bound address and the future that serves.
+pub async fn start(
+    config: Config,
+    aggregator: Aggregator,
+    shutdown: CancellationToken,
+) -> Result<Running, CacheError> {
     config.validate()?;
-    let key = tally_store::read_signing_key(&config.secret_key_file)
-        .map_err(|e| config_error("secret_key_file", e))?;
+    let key = load_key(&config)?;
     let upstreams = Upstreams::new(config.upstreams.clone(), config.upstream_timeout())
         .map_err(|e| config_error("upstreams", e))?;
     check_policy(&config, &aggregator).await?;
@@ -49,12 +83,12 @@ pub async fn serve(
         priority: config.priority,
         metrics: Arc::new(Metrics::new()),
     };
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| CacheError::Io {
-            what: format!("listen on {}", config.listen),
-            source,
-        })?;
+    let listen = |source| CacheError::Io {
+        what: format!("listen on {}", config.listen),
+        source,
+    };
+    let listener = TcpListener::bind(config.listen).await.map_err(listen)?;
+    let local_addr = listener.local_addr().map_err(listen)?;
     // Narinfos are small: they must not wait out Nagle's algorithm.
     let listener = listener.tap_io(|stream| {
         let _ = stream.set_nodelay(true);
@@ -62,16 +96,21 @@ pub async fn serve(
     tracing::info!(
         key = %state.key.name(),
         upstreams = ?config.upstreams.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "serving the binary cache on http://{}",
-        config.listen
+        "serving the binary cache on http://{local_addr}"
     );
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .map_err(|source| CacheError::Io {
-            what: "serving".into(),
-            source,
-        })
+    let serving = async move {
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .map_err(|source| CacheError::Io {
+                what: "serving".into(),
+                source,
+            })
+    };
+    Ok(Running {
+        local_addr,
+        serving: Box::pin(serving),
+    })
 }
 
 /// Checks the policy against the aggregator's logs, if the aggregator answers now; one that

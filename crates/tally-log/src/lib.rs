@@ -23,4 +23,4 @@ pub mod spool;
 
 pub use config::Config;
 pub use error::LogError;
-pub use server::serve;
+pub use server::{HOST_CHECKS, Running, check_host, serve, start};

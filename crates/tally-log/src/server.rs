@@ -1,7 +1,9 @@
 //! Starting the daemon: checking the config, opening the log, and serving until shutdown.
 
+use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::serve::ListenerExt;
@@ -35,26 +37,23 @@ fn config_error(option: &'static str, problem: impl ToString) -> LogError {
 /// Runs the daemon until `shutdown` is cancelled, then stops accepting requests, lets the
 /// ones in flight finish, and returns.
 pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), LogError> {
+    start(config, shutdown).await?.serving.await
+}
+
+/// A started log daemon.
+pub struct Running {
+    /// The address the TCP listener is bound to (the real port when `listen` asks for 0).
+    pub local_addr: SocketAddr,
+    /// Serves until shutdown, then commits what is queued; must be polled.
+    pub serving: Pin<Box<dyn Future<Output = Result<(), LogError>> + Send>>,
+}
+
+/// Checks the config, opens the log and binds both listeners, so that start-up errors come
+/// out here, and returns the bound address and the future that does the work.
+pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, LogError> {
     config.validate()?;
-    let key = tally_store::read_signing_key(&config.secret_key_file)
-        .map_err(|e| config_error("secret_key_file", e))?;
-    if *key.name() != config.origin {
-        return Err(config_error(
-            "origin",
-            format!(
-                "is {:?} but the key in {} is named {:?}: a log's key must be named after its origin",
-                config.origin.as_str(),
-                config.secret_key_file.display(),
-                key.name().as_str()
-            ),
-        ));
-    }
-    let tcp_access = match &config.submit_token_file {
-        Some(path) => WriteAccess::token(
-            &tally_store::read_secret(path).map_err(|e| config_error("submit_token_file", e))?,
-        ),
-        None => WriteAccess::Closed,
-    };
+    let key = load_key(&config)?;
+    let tcp_access = load_tcp_access(&config)?;
     std::fs::create_dir_all(&config.data_dir).map_err(io(format!(
         "creating data_dir {}",
         config.data_dir.display()
@@ -88,6 +87,9 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Lo
     let tcp = TcpListener::bind(config.listen)
         .await
         .map_err(io(format!("listen on {}", config.listen)))?;
+    let local_addr = tcp
+        .local_addr()
+        .map_err(io(format!("listen on {}", config.listen)))?;
     let unix = bind_socket(&config)?;
 
     let service = |access| LogService {
@@ -115,8 +117,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Lo
     tracing::info!(
         origin = %config.origin,
         size = first.checkpoint.tree.size,
-        "serving gRPC and HTTP on {}, submits on unix:{}",
-        config.listen,
+        "serving gRPC and HTTP on {local_addr}, submits on unix:{}",
         config.submit_socket.display()
     );
     let drainer = tokio::spawn(drain_spool(
@@ -136,15 +137,88 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Lo
         axum::serve(tcp, tcp_app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let unix_server =
         axum::serve(unix, unix_app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let (a, b) = tokio::join!(tcp_server.into_future(), unix_server.into_future());
-    a.map_err(io("serving TCP"))?;
-    b.map_err(io("serving the submit socket"))?;
-    let _ = drainer.await;
-    // Servers are done and the drainer has stopped: the sequencer commits what is queued.
-    let _ = sequencer_task.await;
-    let _ = std::fs::remove_file(&config.submit_socket);
-    tracing::info!("stopped");
-    Ok(())
+    let socket = config.submit_socket.clone();
+    let serving = async move {
+        let (a, b) = tokio::join!(tcp_server.into_future(), unix_server.into_future());
+        a.map_err(io("serving TCP"))?;
+        b.map_err(io("serving the submit socket"))?;
+        let _ = drainer.await;
+        // Servers are done and the drainer has stopped: the sequencer commits what is queued.
+        let _ = sequencer_task.await;
+        let _ = std::fs::remove_file(&socket);
+        tracing::info!("stopped");
+        Ok(())
+    };
+    Ok(Running {
+        local_addr,
+        serving: Box::pin(serving),
+    })
+}
+
+/// What [`check_host`] checks, by option: the parts of a config that depend on the machine
+/// it runs on (secret files, directories, the listen address), which a build-time check
+/// skips.
+pub const HOST_CHECKS: &[&str] = &[
+    "secret_key_file",
+    "submit_token_file",
+    "data_dir",
+    "spool_dir",
+    "submit_socket",
+    "submit_socket_group",
+    "listen",
+];
+
+/// Checks everything `serve` needs from this machine, without changing anything: the key
+/// (readable, mode 0600, named after the origin), the token file, that the directories can
+/// be created or written, that the socket's group exists and that `listen` is free.
+pub fn check_host(config: &Config) -> Result<(), LogError> {
+    load_key(config)?;
+    load_tcp_access(config)?;
+    let dir = |option, path: &Path| {
+        tally_store::host::check_writable_dir(path).map_err(|e| config_error(option, e))
+    };
+    dir("data_dir", &config.data_dir)?;
+    dir("spool_dir", &config.spool_dir)?;
+    if let Some(parent) = config.submit_socket.parent() {
+        dir("submit_socket", parent)?;
+    }
+    if let Some(group) = &config.submit_socket_group
+        && group_id(group).is_none()
+    {
+        return Err(config_error(
+            "submit_socket_group",
+            format!("no group {group:?} in /etc/group"),
+        ));
+    }
+    tally_store::host::check_listen(config.listen).map_err(|e| config_error("listen", e))
+}
+
+/// The signing key, which must be named after the origin.
+fn load_key(config: &Config) -> Result<tally_core::SigningKey, LogError> {
+    let key = tally_store::read_signing_key(&config.secret_key_file)
+        .map_err(|e| config_error("secret_key_file", e))?;
+    if *key.name() != config.origin {
+        return Err(config_error(
+            "origin",
+            format!(
+                "is {:?} but the key in {} is named {:?}: a log's key must be named after its origin",
+                config.origin.as_str(),
+                config.secret_key_file.display(),
+                key.name().as_str()
+            ),
+        ));
+    }
+    Ok(key)
+}
+
+/// Who may submit over TCP.
+fn load_tcp_access(config: &Config) -> Result<WriteAccess, LogError> {
+    Ok(match &config.submit_token_file {
+        Some(path) => WriteAccess::token(
+            &tally_store::read_secret(path).map_err(|e| config_error("submit_token_file", e))?,
+        ),
+        None => WriteAccess::Closed,
+    })
 }
 
 /// Binds the submit socket, replacing a stale one, with the configured mode and group.

@@ -30,7 +30,17 @@ pub fn read_signing_key(path: &Path) -> Result<SigningKey, StoreError> {
 
 /// Reads a secret file (trimmed), refusing files readable by group or others, and empty ones.
 pub fn read_secret(path: &Path) -> Result<Zeroizing<String>, StoreError> {
-    let meta = fs::metadata(path).map_err(io(path))?;
+    let meta = fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => key_error(
+            path,
+            format!(
+                "does not exist; make a key with `tally keygen --name NAME --secret-key-file {p}`, \
+                 or a token with `head -c 32 /dev/urandom | base64 > {p}; chmod 600 {p}`",
+                p = path.display()
+            ),
+        ),
+        _ => io(path)(e),
+    })?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(key_error(

@@ -25,6 +25,7 @@
 mod entry_pages;
 mod error;
 mod hash_chunks;
+pub mod host;
 mod key_file;
 mod log_state;
 mod log_store;

@@ -2,9 +2,12 @@
 
 use serde::Serialize;
 
-/// Prints `value` as one line of JSON.
+/// Prints `value` as one line of JSON, in one write: a reader that stops once it has the
+/// document never sees the command die between the document and its newline.
 pub(crate) fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    write(format_args!("{}\n", serde_json::to_string(value)?));
+    let mut line = serde_json::to_string(value)?;
+    line.push('\n');
+    write(format_args!("{line}"));
     Ok(())
 }
 
@@ -19,6 +22,19 @@ pub(crate) fn write(args: std::fmt::Arguments<'_>) {
         }
         eprintln!("error: writing to stdout: {e}");
         std::process::exit(1);
+    }
+}
+
+/// Writes `text` to stdout for a command that goes on running after it (the demo keeps its
+/// federation up): a reader that has gone away is no reason to stop, so a closed pipe is
+/// ignored instead of ending the process as [`write`] does.
+pub(crate) fn write_ignoring_closed_reader(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("error: writing to stdout: {e}");
     }
 }
 

@@ -55,3 +55,30 @@ pub(crate) fn shutdown_on_signal() -> CancellationToken {
     });
     token
 }
+
+/// `--ready-file`: where a daemon writes the addresses it listens on, once it listens.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub(crate) struct ReadyFile {
+    /// Once listening, write the bound addresses here as JSON (`{"listen": "127.0.0.1:41234"}`),
+    /// replacing the file atomically. For scripts and tests that listen on port 0.
+    #[arg(long, value_name = "FILE")]
+    ready_file: Option<std::path::PathBuf>,
+}
+
+impl ReadyFile {
+    /// Writes `addresses` (name → address) if a ready file was asked for.
+    pub(crate) fn write(&self, addresses: &[(&str, std::net::SocketAddr)]) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        let Some(path) = &self.ready_file else {
+            return Ok(());
+        };
+        let value: serde_json::Map<String, serde_json::Value> = addresses
+            .iter()
+            .map(|(name, addr)| ((*name).to_owned(), addr.to_string().into()))
+            .collect();
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{}\n", serde_json::Value::Object(value)))
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .with_context(|| format!("writing --ready-file {}", path.display()))
+    }
+}

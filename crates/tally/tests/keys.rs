@@ -108,7 +108,7 @@ fn readable_key_files_and_bad_names_are_refused() {
 fn the_example_log_config_is_valid() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/log.toml");
     let out = tally()
-        .args(["log", "check-config", "--config", example])
+        .args(["log", "check-config", "--build-time", "--config", example])
         .output()
         .unwrap();
     assert!(
@@ -116,6 +116,7 @@ fn the_example_log_config_is_valid() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not checked (--build-time)"));
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
@@ -127,7 +128,7 @@ fn the_example_log_config_is_valid() {
     )
     .unwrap();
     let out = tally()
-        .args(["log", "check-config", "--config"])
+        .args(["log", "check-config", "--build-time", "--config"])
         .arg(&bad)
         .output()
         .unwrap();
@@ -155,7 +156,13 @@ fn the_example_aggregator_config_is_valid() {
         "/../../examples/aggregator.toml"
     );
     let out = tally()
-        .args(["aggregate", "check-config", "--config", example])
+        .args([
+            "aggregate",
+            "check-config",
+            "--build-time",
+            "--config",
+            example,
+        ])
         .output()
         .unwrap();
     assert!(
@@ -163,6 +170,7 @@ fn the_example_aggregator_config_is_valid() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not checked (--build-time)"));
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     fs::write(
@@ -188,7 +196,7 @@ fn the_example_aggregator_config_is_valid() {
 fn the_example_cache_config_is_valid() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/cache.toml");
     let out = tally()
-        .args(["cache", "check-config", "--config", example])
+        .args(["cache", "check-config", "--build-time", "--config", example])
         .output()
         .unwrap();
     assert!(
@@ -196,6 +204,7 @@ fn the_example_cache_config_is_valid() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not checked (--build-time)"));
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     let text = fs::read_to_string(example).unwrap();
@@ -230,4 +239,87 @@ fn the_example_cache_config_is_valid() {
             "{option}: {err}"
         );
     }
+}
+
+/// `check-config` refuses what `serve` would refuse on this machine, naming the option and
+/// the fix; `--build-time` skips exactly those checks and says so.
+#[test]
+fn check_config_catches_what_serve_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("log.key");
+    let config = dir.path().join("log.toml");
+    let write = |origin: &str, listen: &str| {
+        fs::write(
+            &config,
+            format!(
+                "origin = \"{origin}\"\nsecret_key_file = \"{}\"\ndata_dir = \"{}\"\n\
+                 listen = \"{listen}\"\nsubmit_socket = \"{}\"\nspool_dir = \"{}\"\n",
+                key.display(),
+                dir.path().join("data").display(),
+                dir.path().join("log.sock").display(),
+                dir.path().join("spool").display(),
+            ),
+        )
+        .unwrap();
+    };
+    let check = |extra: &[&str]| {
+        let out = tally()
+            .args(["log", "check-config", "--config"])
+            .arg(&config)
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    write("a.example/log", "127.0.0.1:0");
+
+    // The key file is missing: say how to make one.
+    let (ok, _, err) = check(&[]);
+    assert!(
+        !ok && err.contains("secret_key_file") && err.contains("tally keygen"),
+        "{err}"
+    );
+    let (ok, out, _) = check(&["--build-time"]);
+    assert!(
+        ok && out.contains("secret_key_file") && out.contains("listen"),
+        "{out}"
+    );
+
+    // A key named after another origin.
+    tally()
+        .args(["keygen", "--name", "b.example/log", "--secret-key-file"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    let (ok, _, err) = check(&[]);
+    assert!(
+        !ok && err.contains("`origin`") && err.contains("b.example/log"),
+        "{err}"
+    );
+
+    // A key file others can read.
+    write("b.example/log", "127.0.0.1:0");
+    assert!(check(&[]).0, "{}", check(&[]).2);
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, _, err) = check(&[]);
+    assert!(!ok && err.contains("chmod 600"), "{err}");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+
+    // A listen address already taken.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    write("b.example/log", &held.local_addr().unwrap().to_string());
+    let (ok, _, err) = check(&[]);
+    assert!(
+        !ok && err.contains("`listen`") && err.contains("already in use"),
+        "{err}"
+    );
+    assert!(check(&["--build-time"]).0);
+    assert!(
+        !dir.path().join("data").exists(),
+        "check-config writes nothing"
+    );
 }

@@ -5,14 +5,27 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::output::outln;
-use crate::{config, output, progress, runtime};
+use crate::{config, progress, runtime};
 
 /// Run an aggregator.
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum Command {
     Serve(Args),
-    CheckConfig(Args),
+    /// Check an aggregator's config file without starting it.
+    ///
+    /// Checks everything `serve` would refuse: every option, each log's key and URLs, the
+    /// policy, the witness key and admin token files (present, mode 0600), that data_dir can
+    /// be created and that the listen address is free. With --build-time (a NixOS build,
+    /// where secrets and ports are not there yet) it skips the files and the port, and lists
+    /// what it skipped. Exits 1 naming the first problem.
+    ///
+    /// Examples:
+    ///
+    ///   tally aggregate check-config --config /etc/tally/aggregator.toml
+    ///
+    ///   tally aggregate check-config --build-time --config ./aggregator.toml
+    #[command(verbatim_doc_comment)]
+    CheckConfig(config::CheckArgs),
 }
 
 /// Follow and fully verify logs, keep evidence, answer queries, witness.
@@ -32,6 +45,8 @@ pub(crate) struct Args {
     /// The aggregator's TOML config.
     #[arg(long)]
     config: PathBuf,
+    #[command(flatten)]
+    ready: runtime::ReadyFile,
 }
 
 /// Reads and checks an aggregator config file.
@@ -50,25 +65,28 @@ pub(crate) fn run(cmd: Command, json: bool) -> anyhow::Result<ExitCode> {
             runtime::init_tracing("info");
             runtime::block_on(async {
                 let shutdown = runtime::shutdown_on_signal();
-                tally_aggregator::serve(config, progress::sync_progress(), shutdown).await
+                let running =
+                    tally_aggregator::start(config, progress::sync_progress(), shutdown).await?;
+                args.ready.write(&[("listen", running.local_addr)])?;
+                running.serving.await?;
+                anyhow::Ok(())
             })?
             .with_context(|| format!("tally aggregate serve --config {}", args.config.display()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig(args) => {
             let config = load(&args.config)?;
-            if json {
-                output::json(
-                    &serde_json::json!({"config": args.config, "logs": config.origins(), "ok": true}),
-                )?;
-            } else {
-                outln!(
-                    "{}: ok ({} logs, policy {})",
-                    args.config.display(),
-                    config.logs.len(),
-                    config.policy
-                );
-            }
+            let skipped = args.host_checks(tally_aggregator::HOST_CHECKS, || {
+                tally_aggregator::check_host(&config)
+            })?;
+            let mut fields = serde_json::Map::new();
+            fields.insert("logs".into(), serde_json::json!(config.origins()));
+            args.report(
+                &format!("{} logs, policy {}", config.logs.len(), config.policy),
+                skipped,
+                fields,
+                json,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
     }

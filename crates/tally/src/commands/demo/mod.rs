@@ -3,7 +3,8 @@
 
 mod cache;
 
-use std::net::{SocketAddr, TcpListener};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,9 +16,7 @@ use tally_core::report::{PathList, Reproducibility, Source};
 use tally_core::{Hash, KeyName, NarHash, SigningKey, sample};
 use tally_proto::client::{self, Address, BearerToken};
 use tally_proto::v1;
-use tokio_util::sync::CancellationToken;
 
-use crate::output::outln;
 use crate::runtime;
 
 /// Run a three-builder federation with an aggregator and a binary cache proxy on loopback.
@@ -51,10 +50,6 @@ pub(crate) struct Args {
 /// The sample that builder 3 disagrees on, and the one only builder 1 has.
 const DISPUTED: u64 = 7;
 const SINGLE: u64 = 1_000_000;
-
-fn free_port() -> anyhow::Result<SocketAddr> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
 
 struct Builder {
     origin: KeyName,
@@ -108,18 +103,26 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
     for n in 1..=3 {
         let origin = KeyName::new(&format!("builder{n}.demo.tally/log"))?;
         let (key, key_file) = keyfile(&dir, origin.as_str())?;
-        let addr = free_port()?;
         let data = dir.join(format!("builder{n}"));
         let socket = data.join("log.sock");
         let config: tally_log::Config = toml::from_str(&format!(
-            "origin = \"{origin}\"\nsecret_key_file = \"{}\"\ndata_dir = \"{}\"\nlisten = \"{addr}\"\n\
+            "origin = \"{origin}\"\nsecret_key_file = \"{}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\n\
              submit_socket = \"{}\"\nspool_dir = \"{}\"\nbatch_period_ms = 50\ncache_mb = 32\n",
             key_file.display(),
             data.display(),
             socket.display(),
             data.join("spool").display()
         ))?;
-        tasks.spawn(serve_log(config, shutdown.clone()));
+        // Port 0: the kernel picks a free port, and the daemon says which.
+        let running = tally_log::start(config, shutdown.clone())
+            .await
+            .with_context(|| format!("starting {origin}"))?;
+        let addr = running.local_addr;
+        tasks.spawn(async move {
+            if let Err(e) = running.serving.await {
+                eprintln!("log {addr}: {e}");
+            }
+        });
         builders.push(Builder {
             origin,
             key,
@@ -128,12 +131,6 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
             size: 0,
         });
     }
-    for b in &builders {
-        wait_healthy(b.addr)
-            .await
-            .with_context(|| format!("starting {}", b.origin))?;
-    }
-
     // Realistic attestations; builder 3 got a different NAR for one path, and only builder 1
     // built another.
     let started = Instant::now();
@@ -196,7 +193,6 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
     let (_, witness_key) = keyfile(&dir, "aggregator.demo.tally/witness")?;
     let admin_token = dir.join("admin.token");
     tally_store::write_secret(&admin_token, &tally_store::generate_token()?)?;
-    let agg_addr = free_port()?;
     let mut logs = String::new();
     for b in &builders {
         logs.push_str(&format!(
@@ -207,7 +203,7 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
         ));
     }
     let agg_config: tally_aggregator::Config = toml::from_str(&format!(
-        "data_dir = \"{}\"\nlisten = \"{agg_addr}\"\npoll_interval_secs = 1\nwitness_key_file = \"{}\"\n\
+        "data_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\npoll_interval_secs = 1\nwitness_key_file = \"{}\"\n\
          admin_token_file = \"{}\"\ncache_mb = 64\n\n{logs}",
         dir.join("aggregator").display(),
         witness_key.display(),
@@ -215,38 +211,35 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
     ))?;
     let progress: Arc<dyn tally_aggregator::SyncProgress> =
         Arc::new(tally_aggregator::LogLines::default());
-    let running = tally_aggregator::start(agg_config, progress, shutdown.clone()).await?;
+    let running = tally_aggregator::start(agg_config, progress, shutdown.clone())
+        .await
+        .context("starting the aggregator")?;
+    let agg_addr = running.local_addr;
     tasks.spawn(async move {
         if let Err(e) = running.serving.await {
             eprintln!("aggregator: {e}");
         }
     });
-    wait_healthy(agg_addr)
-        .await
-        .context("starting the aggregator")?;
 
     // The binary cache proxy, asking the aggregator in process.
     let (cache_key, cache_key_file) = keyfile(&dir, "cache.demo.tally-1")?;
-    let cache_addr = free_port()?;
     let cache_config: tally_cache::Config = toml::from_str(&format!(
-        "listen = \"{cache_addr}\"\nupstreams = [\"file://{}\"]\nsecret_key_file = \"{}\"\n\
+        "listen = \"127.0.0.1:0\"\nupstreams = [\"file://{}\"]\nsecret_key_file = \"{}\"\n\
          [aggregator]\nurl = \"http://{agg_addr}\"\n",
         upstream.display(),
         cache_key_file.display()
     ))?;
     let dashboard = running.handle.clone();
     let in_process = tally_cache::Aggregator::InProcess(running.handle);
-    tasks.spawn({
-        let s = shutdown.clone();
-        async move {
-            if let Err(e) = tally_cache::serve(cache_config, in_process, s).await {
-                eprintln!("cache: {e}");
-            }
-        }
-    });
-    wait_healthy(cache_addr)
+    let cache = tally_cache::start(cache_config, in_process, shutdown.clone())
         .await
         .context("starting the binary cache")?;
+    let cache_addr = cache.local_addr;
+    tasks.spawn(async move {
+        if let Err(e) = cache.serving.await {
+            eprintln!("cache: {e}");
+        }
+    });
     let aggregator = Address::Http(format!("http://{agg_addr}"));
     let synced = wait_synced(&aggregator, &builders).await?;
 
@@ -314,6 +307,7 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
         hello.path
     );
 
+    let mut text = String::new();
     if json {
         let mut out = serde_json::Map::new();
         out.insert("aggregator".into(), format!("http://{agg_addr}").into());
@@ -345,115 +339,155 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
                 .map(|e| serde_json::json!({"id": e.id, "kind": e.kind, "claim": e.summary}))
                 .collect(),
         );
-        crate::output::json(&out)?;
+        text = format!("{}\n", serde_json::Value::Object(out));
     } else {
-        outln!(
+        writeln!(
+            text,
             "Tally demo: three builders, an aggregator and a binary cache on loopback, in {}",
             dir.display()
-        );
-        outln!(
+        )?;
+        writeln!(
+            text,
             "  fed {} attestations to each log in {:.1} s; the aggregator mirrored and verified them in {:.1} s\n",
             args.entries,
             fed.as_secs_f64(),
             synced.as_secs_f64()
-        );
+        )?;
         for b in &builders {
-            outln!(
+            writeln!(
+                text,
                 "  log {:<28} http://{}  (gRPC and tlog-tiles)",
-                b.origin,
-                b.addr
-            );
+                b.origin, b.addr
+            )?;
         }
-        outln!("  aggregator                        http://{agg_addr}  (gRPC, /metrics, witness)");
-        outln!("  dashboard                         http://{agg_addr}/  (open it in a browser)");
-        outln!(
+        writeln!(
+            text,
+            "  aggregator                        http://{agg_addr}  (gRPC, /metrics, witness)"
+        )?;
+        writeln!(
+            text,
+            "  dashboard                         http://{agg_addr}/  (open it in a browser)"
+        )?;
+        writeln!(
+            text,
             "  binary cache                      {cache_url}  (upstream file://{})\n",
             upstream.display()
-        );
+        )?;
         for r in &results {
-            outln!("policy {}:", r.policy);
+            writeln!(text, "policy {}:", r.policy)?;
             for (p, label) in r.results.iter().zip([
                 "built by all three",
                 "builder 3 disagrees",
                 "only builder 1 built it",
                 "nobody built it",
             ]) {
-                outln!("  {:<9} {}  ({label})", status(p), p.path);
+                writeln!(text, "  {:<9} {}  ({label})", status(p), p.path)?;
             }
-            outln!();
+            writeln!(text)?;
         }
-        outln!(
+        writeln!(
+            text,
             "binary cache {cache_url}, narinfos re-signed by {}:",
             cache_key.name()
-        );
+        )?;
         for (p, ok) in &served {
             let what = if *ok { "served  " } else { "404     " };
-            outln!("  {what}  {p}");
+            writeln!(text, "  {what}  {p}")?;
         }
-        outln!(
+        writeln!(
+            text,
             "\nreport http://{agg_addr}/reports/demo ({} paths): {}",
             report.summary.total(),
             Reproducibility::ALL
                 .map(|c| format!("{:.1}% {c}", report.summary.percent(c)))
                 .join(", ")
-        );
-        outln!("\nUse it from Nix (nix.conf):");
-        outln!("  substituters = {cache_url}");
-        outln!("  trusted-public-keys = {public_key}");
-        outln!("or straight away, into a scratch store:");
-        outln!("  {realise}");
-        outln!(
+        )?;
+        writeln!(text, "\nUse it from Nix (nix.conf):")?;
+        writeln!(text, "  substituters = {cache_url}")?;
+        writeln!(text, "  trusted-public-keys = {public_key}")?;
+        writeln!(text, "or straight away, into a scratch store:")?;
+        writeln!(text, "  {realise}")?;
+        writeln!(
+            text,
             "  {}",
             client_store
                 .join(hello.path.to_string().trim_start_matches('/'))
                 .display()
-        );
-        outln!();
-        outln!("evidence found:");
+        )?;
+        writeln!(text)?;
+        writeln!(text, "evidence found:")?;
         for e in &evidence {
-            outln!("  #{} {}: {}", e.id, e.kind, e.summary);
+            writeln!(text, "  #{} {}: {}", e.id, e.kind, e.summary)?;
         }
         let vkeys: Vec<String> = builders
             .iter()
             .map(|b| format!("--vkey '{}'", b.key.verifying_key().to_note_vkey()))
             .collect();
-        outln!("\nTry next (in another terminal, while this runs):");
-        outln!("  tally query --aggregator http://{agg_addr} {disputed}");
-        outln!(
+        writeln!(text, "\nTry next (in another terminal, while this runs):")?;
+        writeln!(
+            text,
+            "  tally query --aggregator http://{agg_addr} {disputed}"
+        )?;
+        writeln!(
+            text,
             "  tally query --aggregator http://{agg_addr} --policy 2-of-3,dissent=1 --evidence /tmp/disputed.json {disputed}"
-        );
-        outln!("  tally verify /tmp/disputed.json {}", vkeys.join(" "));
-        outln!("  tally check --aggregator http://{agg_addr} {trusted} {disputed}; echo exit $?");
-        outln!("  tally evidence --aggregator http://{agg_addr} --out /tmp/tally-evidence");
-        outln!(
+        )?;
+        writeln!(
+            text,
+            "  tally verify /tmp/disputed.json {}",
+            vkeys.join(" ")
+        )?;
+        writeln!(
+            text,
+            "  tally check --aggregator http://{agg_addr} {trusted} {disputed}; echo exit $?"
+        )?;
+        writeln!(
+            text,
+            "  tally evidence --aggregator http://{agg_addr} --out /tmp/tally-evidence"
+        )?;
+        writeln!(
+            text,
             "  tally report --aggregator http://{agg_addr} --html /tmp/report.html {trusted} {disputed} {single} {absent}"
-        );
-        outln!("  curl -H 'Accept: application/json' http://{agg_addr}/reports/demo");
-        outln!(
+        )?;
+        writeln!(
+            text,
+            "  curl -H 'Accept: application/json' http://{agg_addr}/reports/demo"
+        )?;
+        writeln!(
+            text,
             "  nix-store -qR /run/current-system | curl -X PUT -H \"Authorization: Bearer $(cat {})\" --data-binary @- http://{agg_addr}/reports/mine",
             admin_token.display()
-        );
-        outln!(
+        )?;
+        writeln!(
+            text,
             "  tally log lookup --log http://{} --vkey '{}' {trusted}",
             builders[0].addr,
             builders[0].key.verifying_key().to_note_vkey()
-        );
-        outln!(
+        )?;
+        writeln!(
+            text,
             "  curl http://{}/checkpoint; curl -s http://{}/tile/0/000 | xxd | head -3",
-            builders[0].addr,
-            builders[0].addr
-        );
-        outln!(
+            builders[0].addr, builders[0].addr
+        )?;
+        writeln!(
+            text,
             "  curl http://{agg_addr}/witness/checkpoint/{}",
             builders[0].origin
-        );
-        outln!("  curl http://{agg_addr}/metrics | grep tally_aggregator_log_size");
-        outln!("  curl {cache_url}/{}.narinfo", hello.path.hash());
-        outln!(
+        )?;
+        writeln!(
+            text,
+            "  curl http://{agg_addr}/metrics | grep tally_aggregator_log_size"
+        )?;
+        writeln!(text, "  curl {cache_url}/{}.narinfo", hello.path.hash())?;
+        writeln!(
+            text,
             "  curl -i {cache_url}/{}.narinfo",
             unreproducible.path.hash()
-        );
+        )?;
     }
+    // The federation keeps serving after this: a reader that stops reading (a script that
+    // took the JSON and closed the pipe) must not stop it.
+    crate::output::write_ignoring_closed_reader(&text);
     if !args.once {
         // On stderr: with --json, stdout holds exactly one JSON document.
         eprintln!("\nRunning until Ctrl-C.");
@@ -471,24 +505,6 @@ fn status(p: &v1::PathVerdict) -> &'static str {
         v1::Status::Unknown => "unknown",
         v1::Status::Unspecified => "?",
     }
-}
-
-async fn serve_log(config: tally_log::Config, shutdown: CancellationToken) {
-    let origin = config.origin.clone();
-    if let Err(e) = tally_log::serve(config, shutdown).await {
-        eprintln!("log {origin}: {e}");
-    }
-}
-
-async fn wait_healthy(addr: SocketAddr) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    bail!("{addr} did not come up within 30 s")
 }
 
 async fn wait_synced(aggregator: &Address, builders: &[Builder]) -> anyhow::Result<Duration> {
