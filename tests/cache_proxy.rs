@@ -9,7 +9,10 @@ use std::process::{Command, Output};
 
 use tally_core::{Attestation, AttestationFields, StorePath};
 use tally_nix::narinfo::NarInfo;
-use tally_tests::daemon::{AggregatorDaemon, CacheDaemon, LogDaemon, StaticServer, terminate};
+use tally_tests::daemon::{
+    AggregatorDaemon, CacheDaemon, LogDaemon, StaticServer, terminate, trust_policy,
+};
+use tally_tests::upstream::upload_synthetic;
 use tally_tests::{http, nix};
 
 const ATTRS: &[&str] = &[
@@ -273,7 +276,8 @@ async fn nix_substitutes_only_what_a_quorum_attests() {
     let cache = CacheDaemon::start(
         &dir.path().join("cache"),
         &[http_upstream.url(), format!("file://{}", xz.display())],
-        &format!("url = \"{}\"", agg.url()),
+        &trust_policy(&logs.iter().collect::<Vec<_>>(), ""),
+        Some(&format!("url = \"{}\"", agg.url())),
         &[],
     );
 
@@ -418,41 +422,6 @@ async fn nix_substitutes_only_what_a_quorum_attests() {
     }
 }
 
-/// A single-file store path made without Nix, uploaded to a `file://` cache as `nix copy`
-/// would; returns its attestation.
-fn upload_synthetic(cache: &Path, name: &str, contents: &[u8]) -> Attestation {
-    let nar = tally_nix::nar::regular_file(contents, false);
-    let nar_hash = tally_core::NarHash::from_digest(tally_core::Hash::of(&nar));
-    let mut hash = [0u8; 20];
-    hash.copy_from_slice(&tally_core::Hash::of(name.as_bytes()).as_bytes()[..20]);
-    let path = StorePath::from_basename(&format!(
-        "{}-{name}",
-        tally_core::StorePathHash::from_bytes(hash)
-    ))
-    .unwrap();
-    let file = format!("{}.nar", &nar_hash.to_string()["sha256:".len()..]);
-    std::fs::create_dir_all(cache.join("nar")).unwrap();
-    std::fs::write(cache.join("nix-cache-info"), "StoreDir: /nix/store\n").unwrap();
-    std::fs::write(cache.join("nar").join(&file), &nar).unwrap();
-    std::fs::write(
-        cache.join(format!("{}.narinfo", path.hash())),
-        format!(
-            "StorePath: {path}\nURL: nar/{file}\nCompression: none\nNarHash: {nar_hash}\nNarSize: {}\nReferences: \n",
-            nar.len()
-        ),
-    )
-    .unwrap();
-    Attestation::new(AttestationFields {
-        drv_path: None,
-        output_name: None,
-        output_path: path,
-        nar_hash,
-        nar_size: nar.len() as u64,
-        references: vec![],
-    })
-    .unwrap()
-}
-
 /// `aggregator.config`: the cache runs the aggregator itself (no Nix needed).
 #[tokio::test(flavor = "multi_thread")]
 async fn an_in_process_aggregator_decides() {
@@ -472,12 +441,13 @@ async fn an_in_process_aggregator_decides() {
     logs[0].submit(&[agreed.clone(), single.clone()]).await;
     logs[1].submit(std::slice::from_ref(&agreed)).await;
     let follow: Vec<_> = logs.iter().map(LogDaemon::follow).collect();
-    let agg_config =
-        AggregatorDaemon::write_config(&dir.path().join("agg"), &follow, &["policy = \"all\""]);
+    let agg_config = AggregatorDaemon::write_config(&dir.path().join("agg"), &follow, &[]);
+    // The cache's own policy decides, whatever the aggregator's default.
     let cache = CacheDaemon::start(
         &dir.path().join("cache"),
         &[format!("file://{}", upstream.display())],
-        &format!("config = \"{}\"", agg_config.display()),
+        &trust_policy(&logs.iter().collect::<Vec<_>>(), "attest all\n"),
+        Some(&format!("config = \"{}\"", agg_config.display())),
         &[],
     );
     // The aggregator runs inside the cache process: its own port answers too.

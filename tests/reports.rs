@@ -412,14 +412,22 @@ async fn the_dashboard_in_a_browser() {
     let proofs = http::get(addr, &format!("/path/{}/proofs.json", disputed.hash()));
     let proofs_file = f.dir.join("proofs.json");
     std::fs::write(&proofs_file, &proofs.body).unwrap();
-    for file in [&bundle_file, &proofs_file] {
+    let verify = |file: &std::path::Path| {
         let mut cmd = tally();
         cmd.arg("verify").arg(file);
         for log in &f.logs {
             cmd.args(["--vkey", &log.vkey.to_note_vkey()]);
         }
-        run_ok(&mut cmd);
-    }
+        cmd.output().unwrap()
+    };
+    let out = verify(&bundle_file);
+    assert!(out.status.success(), "{out:?}");
+    // The disputed path's proofs check out, and decide it disputed: not trusted, exit 1.
+    let out = verify(&proofs_file);
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("disputed under your policy"), "{printed}");
+    assert!(!printed.contains("rejected"), "{printed}");
+    assert_eq!(out.status.code(), Some(1));
     assert_eq!(http::get(addr, "/no/such/page").status, 404);
 }
 
@@ -500,21 +508,73 @@ async fn import_attests_what_a_cache_made_by_nix_serves() {
     let [single, multi_out, multi_dev, refs, uncopied] =
         ["single", "multi.out", "multi.dev", "refs", "uncopied"].map(|a| build(a)[0].clone());
     assert_eq!(multi_dev.name(), "import-multi-dev");
-    // `nix copy` copies the closure of `refs`: itself, `single` and `multi`'s dev output.
+    // `nix copy` copies the closure of `refs`: itself, `single` and `multi`'s dev output,
+    // signing the narinfos with the cache's key as a real cache does.
     let cache = dir.join("cache");
     let cache_url = format!("file://{}", cache.display());
-    nix::output(nix("nix").args(["copy", "--to", &cache_url, &refs.to_string()]));
+    let key = dir.join("cache.key");
+    run_ok(
+        tally()
+            .args([
+                "keygen",
+                "--name",
+                "import-cache.test-1",
+                "--secret-key-file",
+            ])
+            .arg(&key),
+    );
+    let public = tally_store::read_signing_key(&key)
+        .unwrap()
+        .verifying_key()
+        .to_nix_public();
+    nix::output(nix("nix").args([
+        "copy",
+        "--to",
+        &format!("{cache_url}?secret-key={}", key.display()),
+        &refs.to_string(),
+    ]));
 
     let log = LogDaemon::start(&dir.join("log"), "importer.test/log", &[]);
     let socket = log.socket();
 
-    // Over HTTP first, one path.
+    // Over HTTP first, one path. A narinfo not signed by the given key is refused, unless
+    // signatures are not checked.
     let server = StaticServer::start(&cache);
+    let stranger = tally_core::SigningKey::from_seed(
+        tally_core::KeyName::new("someone-else-1").unwrap(),
+        [3; 32],
+    )
+    .verifying_key()
+    .to_nix_public();
+    let out = tally()
+        .args([
+            "--json",
+            "import",
+            "--from-cache",
+            &server.url(),
+            "--log",
+            &socket,
+        ])
+        .args(["--trusted-public-key", &stranger, &single.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let refused: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(refused["summary"]["failed"], 1, "{refused}");
+    assert!(
+        refused["summary"]["failures"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no valid signature by someone-else-1"),
+        "{refused}"
+    );
     let s = import_summary(&[
         "--from-cache",
         &server.url(),
         "--log",
         &socket,
+        "--trusted-public-key",
+        &public,
         &single.to_string(),
     ]);
     assert_eq!(
@@ -537,6 +597,8 @@ async fn import_attests_what_a_cache_made_by_nix_serves() {
         &cache_url,
         "--log",
         &socket,
+        "--trusted-public-key",
+        &public,
         "--paths",
         paths.to_str().unwrap(),
     ];
@@ -603,6 +665,7 @@ async fn import_attests_what_a_cache_made_by_nix_serves() {
             &cache_url,
             "--log",
             &socket,
+            "--no-check-sigs",
             &multi_out.to_string(),
         ])
         .output()

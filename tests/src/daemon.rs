@@ -298,6 +298,18 @@ impl LogDaemon {
     }
 }
 
+/// A trust policy (file text) listing `logs` with their URLs, no witnesses, and `extra`
+/// lines (an `attest` line, say).
+pub fn trust_policy(logs: &[&LogDaemon], extra: &str) -> String {
+    let mut text: String = logs
+        .iter()
+        .map(|l| format!("log {} {}\n", l.vkey.to_note_vkey(), l.url()))
+        .collect();
+    text.push_str("quorum none\n");
+    text.push_str(extra);
+    text
+}
+
 /// An aggregator daemon in a temporary directory.
 pub struct AggregatorDaemon {
     /// Its directory.
@@ -432,12 +444,15 @@ pub struct CacheDaemon {
 }
 
 impl CacheDaemon {
-    /// Starts a cache proxy over `upstreams` asking `aggregator` (a `url = …` or `config = …`
-    /// line for the `[aggregator]` table). `options` are extra top-level config lines.
+    /// Starts a cache proxy over `upstreams` with the trust policy `policy` (file text). Its
+    /// answers come from `aggregator` (a `url = …` or `config = …` line for the
+    /// `[aggregator]` table), or from the policy's log URLs when `None`. `options` are extra
+    /// top-level config lines.
     pub fn start(
         dir: &Path,
         upstreams: &[String],
-        aggregator: &str,
+        policy: &str,
+        aggregator: Option<&str>,
         options: &[&str],
     ) -> CacheDaemon {
         std::fs::create_dir_all(dir).unwrap();
@@ -445,16 +460,19 @@ impl CacheDaemon {
         let public_key = ensure_key(&key, "cache.test-1")
             .verifying_key()
             .to_nix_public();
+        let policy_file = dir.join("trust.policy");
+        std::fs::write(&policy_file, policy).unwrap();
         let upstreams: Vec<String> = upstreams.iter().map(|u| format!("\"{u}\"")).collect();
         let defaults = [
             format!("listen = \"{ANY_PORT}\""),
             format!("upstreams = [{}]", upstreams.join(", ")),
             format!("secret_key_file = \"{}\"", key.display()),
+            format!("policy_file = \"{}\"", policy_file.display()),
         ];
-        let config = format!(
-            "{}\n[aggregator]\n{aggregator}\n",
-            config_lines(&defaults, options)
-        );
+        let mut config = config_lines(&defaults, options);
+        if let Some(line) = aggregator {
+            config.push_str(&format!("\n[aggregator]\n{line}\n"));
+        }
         let path = dir.join("cache.toml");
         std::fs::write(&path, config).unwrap();
         let process = Process::new(

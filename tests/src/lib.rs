@@ -9,7 +9,10 @@
 pub mod browser;
 pub mod daemon;
 pub mod http;
+pub mod lying_aggregator;
 pub mod nix;
+pub mod proxy;
+pub mod upstream;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -53,3 +53,54 @@ pub fn output(cmd: &mut Command) -> String {
     crate::assert_success(cmd, &out);
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
+
+/// A fresh client store that substitutes from one binary cache, trusting only its key, with
+/// signatures required: what a Nix user of a Tally cache runs.
+pub struct Client {
+    dir: std::path::PathBuf,
+}
+
+impl Client {
+    /// A client store (and Nix cache directory) under `dir`.
+    pub fn new(dir: &Path) -> Client {
+        Client {
+            dir: dir.to_owned(),
+        }
+    }
+
+    fn nix(&self, program: &str) -> Command {
+        command(program, &self.dir.join("xdg-cache"))
+    }
+
+    /// `nix-store --realise path`, substituting from `cache` with public key `key` only.
+    pub fn realise(&self, cache: &str, key: &str, path: &str) -> std::process::Output {
+        self.nix("nix-store")
+            .arg("--store")
+            .arg(self.dir.join("store"))
+            .args(["--realise", path])
+            .args(["--option", "substituters", cache])
+            .args(["--option", "trusted-public-keys", key])
+            .args(["--option", "require-sigs", "true"])
+            .args(["--option", "narinfo-cache-negative-ttl", "0"])
+            .args(["--option", "narinfo-cache-positive-ttl", "0"])
+            .output()
+            .unwrap()
+    }
+
+    /// Whether `path` is valid in the client store.
+    pub fn has(&self, path: &str) -> bool {
+        self.nix("nix-store")
+            .arg("--store")
+            .arg(self.dir.join("store"))
+            .args(["--check-validity", path])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    }
+
+    /// The contents of file `path` in the client store.
+    pub fn read(&self, path: &str) -> Vec<u8> {
+        std::fs::read(self.dir.join("store").join(path.trim_start_matches('/'))).unwrap()
+    }
+}

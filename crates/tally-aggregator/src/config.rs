@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tally_core::policy::Policy;
+use tally_core::trust::TrustPolicy;
 use tally_core::{KeyName, VerifyingKey};
 use tally_proto::client::Address;
 
@@ -15,8 +16,13 @@ use crate::AggregatorError;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// The logs to follow.
+    /// The logs to follow (or give them with `policy_file`).
+    #[serde(default)]
     pub logs: Vec<LogConfig>,
+    /// A trust policy file (C2SP tlog-policy with Tally's lines) whose logs to follow, instead
+    /// of `[[logs]]` tables; its `attest` line is the default policy unless `policy` is set.
+    #[serde(default)]
+    pub policy_file: Option<PathBuf>,
     /// Where the aggregator's database lives.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
@@ -26,9 +32,10 @@ pub struct Config {
     /// Seconds between polls of each log.
     #[serde(default = "default_poll_interval_secs")]
     pub poll_interval_secs: u64,
-    /// The policy queries use unless they name one.
+    /// The policy queries use unless they name one (default: `policy_file`'s `attest` line,
+    /// or a majority).
     #[serde(default)]
-    pub policy: Policy,
+    pub policy: Option<Policy>,
     /// The witness's signing key (Nix format, mode 0600). Unset: no witness.
     #[serde(default)]
     pub witness_key_file: Option<PathBuf>,
@@ -77,6 +84,43 @@ fn default_sync_chunk() -> u64 {
 }
 
 impl Config {
+    /// Reads `policy_file`, if set, into `logs` and the default policy. Call before
+    /// [`Config::validate`].
+    pub fn read_policy_file(mut self) -> Result<Config, AggregatorError> {
+        let Some(path) = &self.policy_file else {
+            return Ok(self);
+        };
+        let bad = |problem: String| AggregatorError::Config {
+            option: "policy_file".into(),
+            problem,
+        };
+        if !self.logs.is_empty() {
+            return Err(bad(
+                "give the logs either as [[logs]] tables or in policy_file, not both".into(),
+            ));
+        }
+        let text = std::fs::read(path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        let trust =
+            TrustPolicy::parse(&text).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        self.logs = trust
+            .logs()
+            .iter()
+            .map(|l| LogConfig {
+                origin: l.origin().clone(),
+                vkey: l.key.clone(),
+                urls: l.urls.clone(),
+                name: None,
+            })
+            .collect();
+        self.policy.get_or_insert_with(|| trust.attest().clone());
+        Ok(self)
+    }
+
+    /// The policy queries use unless they name one.
+    pub fn policy(&self) -> Policy {
+        self.policy.clone().unwrap_or_default()
+    }
+
     /// Checks values that parse but cannot work, naming the option.
     pub fn validate(&self) -> Result<(), AggregatorError> {
         let bad =
@@ -84,14 +128,24 @@ impl Config {
         if self.logs.is_empty() {
             return bad(
                 "logs".into(),
-                "no logs to follow: add [[logs]] entries".into(),
+                "no logs to follow: add [[logs]] entries, or a policy_file with log lines".into(),
             );
         }
         let mut seen = std::collections::BTreeSet::new();
+        let mut keys = std::collections::BTreeMap::new();
         for (i, log) in self.logs.iter().enumerate() {
             let at = |field: &str| format!("logs[{i}].{field}");
             if !seen.insert(&log.origin) {
                 return bad(at("origin"), format!("{} is listed twice", log.origin));
+            }
+            if let Some(first) = keys.insert(*log.vkey.as_bytes(), &log.origin) {
+                return bad(
+                    at("vkey"),
+                    format!(
+                        "is the same public key as {first}'s: one key may follow one log, or it \
+                         would vote twice"
+                    ),
+                );
             }
             if log.vkey.name() != &log.origin {
                 return bad(
@@ -108,7 +162,7 @@ impl Config {
                 }
             }
         }
-        if let Err(e) = self.policy.check(&self.origins()) {
+        if let Err(e) = self.policy().check(&self.origins()) {
             return bad("policy".into(), e.to_string());
         }
         if self.poll_interval_secs == 0 {

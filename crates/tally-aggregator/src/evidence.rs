@@ -12,7 +12,9 @@ use crate::metrics::{KindLabel, Metrics};
 use crate::status::Statuses;
 
 /// Kinds of evidence after which a log's votes stop counting.
-pub(crate) const EXCLUDING: [&str; 3] = ["fork", "bad_entries", "bad_map_root"];
+/// Entries that do not match a signed root are not evidence (a mirror or the network may
+/// have made them), so `bad_entries`, which older versions recorded, excludes nothing.
+pub(crate) const EXCLUDING: [&str; 2] = ["fork", "bad_map_root"];
 
 /// Where evidence goes.
 pub(crate) struct EvidenceSink {

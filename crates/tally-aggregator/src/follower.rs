@@ -12,18 +12,22 @@
 //! 5. turn contradictions found on the way into evidence, look for disagreements with the
 //!    other logs, and cosign the checkpoint as a witness.
 //!
-//! A log that is down, slow or serving unverifiable data is retried with backoff; one
-//! proven to fork or serve bad data is excluded and no longer followed.
+//! Evidence rests only on what the log signed. A URL that serves entries which do not hash
+//! to the signed root (a corrupting mirror, a broken proxy) proves nothing against the log:
+//! that URL is marked faulty and skipped for a while, and the other URLs are used. A log
+//! that is down or slow is retried with backoff; one proven by its own signatures to fork or
+//! to sign a wrong map root is excluded and no longer followed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tally_core::backoff::Backoff;
 use tally_core::evidence::{
-    BadEntries, BadMapRoot, Bundle, Contradiction, Disagreement, Fork, OriginAnswer, ProvenEntry,
+    BadMapRoot, Bundle, Contradiction, Disagreement, Fork, OriginAnswer, ProvenEntry,
 };
+use tally_core::map::{MapAnswer, MapKey};
 use tally_core::tlog::{self, NodeId};
-use tally_core::{Attestation, Hash, KeyName};
+use tally_core::{Attestation, Hash, KeyName, SignedCheckpoint};
 use tally_store::{Appended, Expect, MirrorState, MirrorStore, StoreError, StoredCheckpoint};
 use tokio_util::sync::CancellationToken;
 
@@ -41,8 +45,25 @@ use crate::witness::Witness;
 enum Stop {
     /// Try again later.
     Retry(String),
+    /// One URL served data that does not match what the log signed: skip it for a while.
+    BadUrl {
+        /// Which.
+        url: usize,
+        /// What it served.
+        reason: String,
+    },
+    /// The replayed map root differs from the signed one at the end of a sync.
+    MapMismatch(Hash),
     /// The log is proven to misbehave.
     Excluded,
+}
+
+/// A URL that served data not matching the log's signatures, and until when it is skipped.
+#[derive(Debug, Clone)]
+pub(crate) struct UrlFault {
+    reason: String,
+    until: std::time::Instant,
+    count: u32,
 }
 
 impl From<StoreError> for Stop {
@@ -64,6 +85,11 @@ pub(crate) struct Follower {
     pub(crate) poll: Duration,
     pub(crate) chunk: u64,
     pub(crate) remotes: Vec<Option<Remote>>,
+    /// Per URL: why it is skipped, if it is.
+    pub(crate) faults: Vec<Option<UrlFault>>,
+    /// The target whose wrong map root was searched for a compact proof in vain; not
+    /// searched again until the log signs another checkpoint.
+    pub(crate) map_searched: Option<Hash>,
 }
 
 /// Runs a blocking store call off the async threads.
@@ -104,10 +130,16 @@ impl Follower {
                 .statuses
                 .get(self.origin())
                 .is_some_and(|s| s.state == State::Excluded);
+            let mut again = false;
             if !excluded {
                 match self.round().await {
                     Ok(()) => failures = 0,
                     Err(Stop::Excluded) => {}
+                    Err(Stop::BadUrl { url, reason }) => {
+                        self.fault(url, reason);
+                        // The other URLs may serve the log well: try them at once.
+                        again = true;
+                    }
                     Err(Stop::Retry(e)) => {
                         failures += 1;
                         tracing::warn!(origin = %self.log.origin, "{e}");
@@ -115,9 +147,11 @@ impl Follower {
                         self.statuses.unavailable(self.origin(), e);
                         self.remotes.iter_mut().for_each(|r| *r = None);
                     }
+                    Err(Stop::MapMismatch(_)) => unreachable!("handled in sync"),
                 }
             }
             let delay = match failures {
+                _ if again => Duration::from_millis(50),
                 0 => self.poll,
                 n => backoff.delay(n - 1, random()).unwrap_or(self.poll),
             };
@@ -126,6 +160,49 @@ impl Follower {
                 () = tokio::time::sleep(delay) => {}
             }
         }
+    }
+
+    /// Marks URL `i` faulty: skipped for a minute, doubling on each repeat up to an hour.
+    fn fault(&mut self, i: usize, reason: String) {
+        let count = self.faults[i].as_ref().map_or(0, |f| f.count) + 1;
+        let skip = Duration::from_secs(60u64 << (count - 1).min(6)).min(Duration::from_secs(3600));
+        tracing::warn!(
+            origin = %self.log.origin,
+            url = %self.log.urls[i],
+            "URL marked faulty for {}s: {reason}",
+            skip.as_secs()
+        );
+        self.metrics.fail(self.origin().as_str(), "faulty_url");
+        self.remotes[i] = None;
+        self.faults[i] = Some(UrlFault {
+            reason,
+            until: std::time::Instant::now() + skip,
+            count,
+        });
+        self.publish_urls(&[]);
+    }
+
+    /// Whether URL `i` is being skipped.
+    fn skipped(&self, i: usize) -> bool {
+        self.faults[i]
+            .as_ref()
+            .is_some_and(|f| f.until > std::time::Instant::now())
+    }
+
+    /// Publishes each URL's state; `unreachable` holds this round's failures.
+    fn publish_urls(&self, unreachable: &[(usize, String)]) {
+        let states = (0..self.log.urls.len())
+            .map(|i| {
+                if let Some(f) = self.faults[i].as_ref().filter(|_| self.skipped(i)) {
+                    format!("faulty: {}", f.reason)
+                } else if let Some((_, e)) = unreachable.iter().find(|(u, _)| *u == i) {
+                    format!("unreachable: {e}")
+                } else {
+                    "ok".to_owned()
+                }
+            })
+            .collect();
+        self.statuses.urls(self.origin(), states);
     }
 
     async fn remote(&mut self, i: usize) -> Result<&mut Remote, String> {
@@ -146,8 +223,11 @@ impl Follower {
         })
         .await?;
         let mut views = Vec::new();
-        let mut errors = Vec::new();
+        let mut unreachable = Vec::new();
         for i in 0..self.log.urls.len() {
+            if self.skipped(i) {
+                continue;
+            }
             let key = self.log.vkey.clone();
             let result = match self.remote(i).await {
                 Ok(r) => r.checkpoint(&key).await,
@@ -156,11 +236,21 @@ impl Follower {
             match result {
                 Ok(c) => views.push((i, c)),
                 Err(e) => {
-                    errors.push(format!("{}: {e}", self.log.urls[i]));
+                    unreachable.push((i, e));
                     self.remotes[i] = None;
                 }
             }
         }
+        self.publish_urls(&unreachable);
+        let errors: Vec<String> = unreachable
+            .iter()
+            .map(|(i, e)| format!("{}: {e}", self.log.urls[*i]))
+            .chain(
+                (0..self.log.urls.len())
+                    .filter(|i| self.skipped(*i))
+                    .map(|i| format!("{}: skipped as faulty", self.log.urls[i])),
+            )
+            .collect();
         if views.is_empty() {
             return Err(Stop::Retry(errors.join("; ")));
         }
@@ -191,9 +281,16 @@ impl Follower {
                 }
             }
             None => {
+                // The largest checkpoint, from the first URL (in configuration order) that has
+                // it: the operator's preference.
+                let largest = views
+                    .iter()
+                    .map(|(_, c)| c.checkpoint.tree.size)
+                    .max()
+                    .ok_or_else(|| Stop::Retry("no checkpoint".into()))?;
                 let (i, c) = views
                     .iter()
-                    .max_by_key(|(_, c)| c.checkpoint.tree.size)
+                    .find(|(_, c)| c.checkpoint.tree.size == largest)
                     .ok_or_else(|| Stop::Retry("no checkpoint".into()))?;
                 (*i, c.clone())
             }
@@ -254,14 +351,18 @@ impl Follower {
                 );
             }
             if csize == vsize && c.checkpoint.map_root != v.checkpoint.map_root {
-                let entries = view.reader.entries(0, csize)?;
-                let bundle = Bundle::BadMapRoot(BadMapRoot {
+                // Two signed map roots for one tree: the map is a function of the entries, so
+                // the log's own signatures prove one of them wrong.
+                let bundle = Bundle::Fork(Fork {
                     origin: origin.clone(),
-                    checkpoint: note(c),
-                    entries,
+                    a: note(v),
+                    b: note(c),
+                    at: csize,
+                    path_a: Vec::new(),
+                    path_b: Vec::new(),
                 });
                 return self.exclude(
-                    &format!("bad_map_root:{origin}:{csize}:{}", c.checkpoint.map_root),
+                    &format!("fork:{origin}:map:{csize}:{}", c.checkpoint.map_root),
                     bundle,
                 );
             }
@@ -362,8 +463,142 @@ impl Follower {
         self.progress.start(&origin, start, total);
         let result = self.sync_chunks(url, target, &mut start).await;
         self.progress.finish(&origin);
-        result?;
+        match result {
+            Err(Stop::MapMismatch(computed)) => {
+                tracing::warn!(%origin, "replayed map root {computed} differs from the signed {}", target.checkpoint.map_root);
+                return self.bad_map(url, target, first_new).await;
+            }
+            other => other?,
+        }
+        self.map_searched = None;
         self.verified(target, first_new).await
+    }
+
+    /// The signed map root at `target` is not the replay of the entries: look for one path
+    /// the log's own map proof binds wrongly, and keep that as evidence. The paths of the new
+    /// entries `[first_new, size)` are asked first (the likely lie hides a new attestation),
+    /// then the older ones; memory stays bounded by a page of entries. A wrong map that binds
+    /// no path of any entry wrongly (an extra key) cannot be shown this way: the log then stays
+    /// unverified, and so does not count, without evidence.
+    async fn bad_map(
+        &mut self,
+        url: usize,
+        target: &StoredCheckpoint,
+        first_new: u64,
+    ) -> Result<(), Stop> {
+        let origin = self.origin().clone();
+        let size = target.checkpoint.tree.size;
+        let unproven = || {
+            Stop::Retry(format!(
+                "the map root {} signed at size {size} is not the replay of the entries, and no \
+                 path was found that its map binds wrongly; the log does not count until it signs \
+                 a consistent map",
+                target.checkpoint.map_root
+            ))
+        };
+        if self.map_searched == Some(target.checkpoint.map_root) {
+            return Err(unproven());
+        }
+        let ranges = [(first_new, size), (0, first_new)];
+        for (from, to) in ranges {
+            let mut at = from;
+            while at < to {
+                let end = (at + 1000).min(to);
+                self.statuses.syncing(
+                    &origin,
+                    format!(
+                        "signed map root is wrong; looking for a proof at entry {at} of {size}"
+                    ),
+                );
+                let view = self.view().await?;
+                for (j, entry) in (at..end).zip(view.reader.entries(at, end)?) {
+                    let Ok(a) = Attestation::decode(&entry) else {
+                        continue;
+                    };
+                    let path = a.output_path().hash();
+                    // Only the first attestation of a path is mapped.
+                    if view.lookup_value(&path)?.is_none_or(|v| v.leaf_index != j) {
+                        continue;
+                    }
+                    if let Some(bundle) = self.map_proof_against(url, &view, &path, j).await? {
+                        return self.exclude(
+                            &format!(
+                                "bad_map_root:{origin}:{path}:{}",
+                                target.checkpoint.map_root
+                            ),
+                            bundle,
+                        );
+                    }
+                }
+                at = end;
+            }
+        }
+        self.map_searched = Some(target.checkpoint.map_root);
+        Err(unproven())
+    }
+
+    /// Asks the log about `path`, whose first attestation is entry `first` of the mirror, and
+    /// returns evidence if the log's signed map binds it wrongly.
+    async fn map_proof_against(
+        &mut self,
+        url: usize,
+        view: &MirrorView,
+        path: &tally_core::StorePathHash,
+        first: u64,
+    ) -> Result<Option<Bundle>, Stop> {
+        let key = self.log.vkey.clone();
+        let remote = self.remote(url).await.map_err(Stop::Retry)?;
+        let answer = remote.lookup(path).await.map_err(Stop::Retry)?;
+        let Ok(signed) = SignedCheckpoint::open(answer.checkpoint.as_bytes(), &key) else {
+            return Ok(None);
+        };
+        let c = signed.checkpoint().clone();
+        let Ok(map) = answer
+            .map_proof
+            .verify(&MapKey::for_path(path), &c.map_root)
+        else {
+            return Ok(None);
+        };
+        let ours = view.lookup_value(path)?;
+        // The entry that shows the binding wrong: ours for a hidden or late binding, the one
+        // the log points at for a binding to other bytes.
+        let shown = match map {
+            MapAnswer::Present(v) if Some(v) == ours => return Ok(None),
+            MapAnswer::Present(v) if v.leaf_index >= c.tree.size => None,
+            MapAnswer::Present(v) if v.leaf_index < first => Some(v.leaf_index),
+            _ => Some(first),
+        };
+        let entry = match shown {
+            None => None,
+            Some(i) if i >= c.tree.size => return Ok(None),
+            Some(i) => {
+                let bytes = view.entry(i)?;
+                let inclusion_proof = if c.tree.size == view.reader.size() {
+                    view.reader.inclusion_proof(i, c.tree.size)?
+                } else {
+                    remote
+                        .inclusion(i, c.tree.size)
+                        .await
+                        .map_err(Stop::Retry)?
+                };
+                Some(ProvenEntry {
+                    entry: bytes,
+                    inclusion_proof,
+                })
+            }
+        };
+        let bundle = Bundle::BadMapRoot(BadMapRoot {
+            origin: self.origin().clone(),
+            checkpoint: answer.checkpoint,
+            path: *path,
+            map_proof: answer.map_proof,
+            entry,
+        });
+        // Kept only if it proves its claim with nothing but the log's key.
+        Ok(bundle
+            .verify(std::slice::from_ref(&key))
+            .is_ok()
+            .then_some(bundle))
     }
 
     async fn sync_chunks(
@@ -435,10 +670,10 @@ impl Follower {
         let root = match tlog::prefix_root(end, &target.checkpoint.tree, &path_end) {
             Ok(r) => r,
             Err(e) => {
-                return Err(Stop::Retry(format!(
-                    "{} served a consistency proof that does not verify: {e}",
-                    self.log.urls[url]
-                )));
+                return Err(Stop::BadUrl {
+                    url,
+                    reason: format!("a consistency proof it served does not verify: {e}"),
+                });
             }
         };
         let completes = end == total;
@@ -459,45 +694,15 @@ impl Follower {
         };
         match outcome {
             Appended::Synced(_) | Appended::Verified(_) => Ok(()),
-            Appended::RootMismatch { computed } => {
-                let view = self.view().await?;
-                let peaks = view.reader.read_hashes(&tlog::peak_ids(start))?;
-                let path_start = self.remote_prefix_path(url, &view, start, total).await?;
-                let bundle = Bundle::BadEntries(BadEntries {
-                    origin: origin.clone(),
-                    checkpoint: note(target),
-                    start,
-                    peaks,
-                    path_start,
-                    entries,
-                    path_end,
-                });
-                tracing::warn!(%origin, "entries {start}..{end} lead to {} of size {}, not the signed tree", computed.root, computed.size);
-                self.exclude(
-                    &format!(
-                        "bad_entries:{origin}:{}:{start}",
-                        target.checkpoint.tree.root
-                    ),
-                    bundle,
-                )
-            }
-            Appended::MapMismatch { computed } => {
-                let view = self.view().await?;
-                let all = view.reader.entries(0, total)?;
-                tracing::warn!(%origin, "replayed map root {computed} differs from the signed {}", target.checkpoint.map_root);
-                let bundle = Bundle::BadMapRoot(BadMapRoot {
-                    origin: origin.clone(),
-                    checkpoint: note(target),
-                    entries: all,
-                });
-                self.exclude(
-                    &format!(
-                        "bad_map_root:{origin}:{total}:{}",
-                        target.checkpoint.map_root
-                    ),
-                    bundle,
-                )
-            }
+            Appended::RootMismatch { computed } => Err(Stop::BadUrl {
+                url,
+                reason: format!(
+                    "entries {start}..{end} it served lead to root {} of size {}, not the signed \
+                     tree of size {total}",
+                    computed.root, computed.size
+                ),
+            }),
+            Appended::MapMismatch { computed } => Err(Stop::MapMismatch(computed)),
         }
     }
 

@@ -5,10 +5,10 @@
 //! that is down still votes from its last verified checkpoint, and the vote says so. A log
 //! that is syncing, never reached, or excluded is *unavailable*, and never counts as support.
 
+use tally_core::index::{IndexedVote, PathAnswer, VoteKind};
 use tally_core::policy::{self, Policy, Vote};
 use tally_core::report::Reproducibility;
-use tally_core::{Attestation, Hash, KeyName, StorePath, StorePathHash};
-use tally_proto::v1;
+use tally_core::{Attestation, Hash, KeyName, StorePathHash};
 use tally_store::{MirrorStore, StoreError};
 
 use crate::answers::MirrorView;
@@ -19,12 +19,7 @@ pub const MAX_PATHS: usize = 10_000;
 
 /// The hash part of a path as asked: a full output path or a bare hash part.
 pub fn path_hash(query: &str) -> Result<StorePathHash, String> {
-    let hash = if query.starts_with('/') {
-        StorePath::parse(query).map(|p| p.hash())
-    } else {
-        query.parse::<StorePathHash>()
-    };
-    hash.map_err(|e| format!("{query:?}: {e}"))
+    tally_core::store_path::hash_of_query(query).map_err(|e| format!("{query:?}: {e}"))
 }
 
 /// One log, as queries see it.
@@ -42,7 +37,7 @@ pub(crate) fn answer(
     policy: &Policy,
     paths: &[String],
     proofs: bool,
-) -> Result<Vec<v1::PathVerdict>, QueryError> {
+) -> Result<Vec<PathAnswer>, QueryError> {
     let hashes = paths
         .iter()
         .map(|p| path_hash(p))
@@ -81,12 +76,12 @@ pub(crate) fn answer(
         // Agreeing logs attest the same bytes: read and decode each distinct entry once.
         let mut decoded: Vec<(Hash, Attestation)> = Vec::new();
         for (origin, voter) in origins.iter().zip(&voters) {
-            let (vote, proto) = match voter {
+            let (vote, indexed) = match voter {
                 Voter::Unavailable(why) => (
                     Vote::Unavailable(why.clone()),
-                    v1::LogVote {
-                        origin: origin.to_string(),
-                        vote: v1::Vote::Unavailable.into(),
+                    IndexedVote {
+                        origin: origin.clone(),
+                        vote: VoteKind::Unavailable,
                         reason: why.clone(),
                         proof: None,
                     },
@@ -103,15 +98,11 @@ pub(crate) fn answer(
                             }
                         },
                     };
-                    let proof = if proofs {
-                        view.answer(hash)?.as_ref().map(Into::into)
-                    } else {
-                        None
-                    };
+                    let proof = if proofs { view.answer(hash)? } else { None };
                     let kind = if found.is_some() {
-                        v1::Vote::Present
+                        VoteKind::Present
                     } else {
-                        v1::Vote::Absent
+                        VoteKind::Absent
                     };
                     let vote = match found {
                         Some(a) => Vote::Present(Box::new(a)),
@@ -119,9 +110,9 @@ pub(crate) fn answer(
                     };
                     (
                         vote,
-                        v1::LogVote {
-                            origin: origin.to_string(),
-                            vote: kind.into(),
+                        IndexedVote {
+                            origin: origin.clone(),
+                            vote: kind,
                             reason: note.clone(),
                             proof,
                         },
@@ -129,17 +120,16 @@ pub(crate) fn answer(
                 }
             };
             votes.push((origin.clone(), vote));
-            logs.push(proto);
+            logs.push(indexed);
         }
-        let mut result = v1::PathVerdict {
-            path: path.clone(),
-            logs,
-            ..Default::default()
-        };
         let candidates = policy::candidates(&votes);
-        result.set_reproducibility(Reproducibility::of(&candidates).into());
-        tally_proto::set_verdict(&mut result, &policy.judge(candidates, votes.len()));
-        results.push(result);
+        results.push(PathAnswer {
+            path: path.clone(),
+            hash: *hash,
+            votes: logs,
+            reproducibility: Reproducibility::of(&candidates),
+            verdict: policy.judge(candidates, votes.len()),
+        });
     }
     Ok(results)
 }

@@ -78,6 +78,40 @@ impl Remote {
         Ok(out)
     }
 
+    /// The log's answer about a path, as it sent it (unchecked).
+    pub(crate) async fn lookup(
+        &mut self,
+        path: &tally_core::StorePathHash,
+    ) -> Result<tally_core::answer::LogAnswer, String> {
+        let r = self
+            .client
+            .lookup(v1::LookupRequest {
+                path: path.to_string(),
+            })
+            .await
+            .map_err(|s| format!("Lookup {path}: {}", s.message()))?
+            .into_inner();
+        tally_core::answer::LogAnswer::try_from(&r).map_err(|e| format!("Lookup {path}: {e}"))
+    }
+
+    /// The log's inclusion proof for entry `index` in its tree of `size`.
+    pub(crate) async fn inclusion(
+        &mut self,
+        index: u64,
+        size: u64,
+    ) -> Result<tally_core::tlog::InclusionProof, String> {
+        let p = self
+            .client
+            .get_inclusion_proof(v1::GetInclusionProofRequest {
+                index,
+                tree_size: size,
+            })
+            .await
+            .map_err(|s| format!("GetInclusionProof {index}@{size}: {}", s.message()))?
+            .into_inner();
+        tally_core::tlog::InclusionProof::try_from(&p).map_err(|e| e.to_string())
+    }
+
     /// The log's consistency proof from `old` to `new`.
     pub(crate) async fn consistency(&mut self, old: u64, new: u64) -> Result<Vec<Hash>, String> {
         let p = self

@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
+use tally_core::index::PathAnswer;
 use tally_core::report::{PathList, Reproducibility, Source, Summary};
-use tally_proto::v1;
 use tally_store::StoreError;
 use tokio_util::sync::CancellationToken;
 
@@ -47,28 +47,23 @@ pub struct RowCandidate {
 
 impl Row {
     /// The row for one answered path.
-    pub fn of(v: &v1::PathVerdict) -> Result<Row, tally_proto::WireError> {
-        let class = tally_proto::reproducibility(v)?;
+    pub fn of(a: &PathAnswer) -> Row {
+        let class = a.reproducibility;
         let mut candidates = Vec::new();
         if class == Reproducibility::Disputed {
-            candidates.extend(v.agreed.iter().chain(&v.candidates).map(|c| RowCandidate {
-                nar_hash: c.nar_hash.clone(),
+            candidates.extend(a.candidates().into_iter().map(|c| RowCandidate {
+                nar_hash: c.nar_hash.to_string(),
                 nar_size: c.nar_size,
-                references: c.references.clone(),
-                origins: c.origins.clone(),
+                references: c.references.iter().map(|r| r.basename()).collect(),
+                origins: c.origins.iter().map(ToString::to_string).collect(),
             }));
         }
-        Ok(Row {
-            path: v.path.clone(),
+        Row {
+            path: a.path.clone(),
             class,
-            attested_by: v
-                .logs
-                .iter()
-                .filter(|l| l.vote() == v1::Vote::Present)
-                .map(|l| l.origin.clone())
-                .collect(),
+            attested_by: a.attested_by().map(ToString::to_string).collect(),
             candidates,
-        })
+        }
     }
 }
 
@@ -101,13 +96,10 @@ impl Report {
         list: &PathList,
         uploaded_unix: u64,
         logs: Vec<String>,
-        verdicts: &[v1::PathVerdict],
-    ) -> Result<Report, tally_proto::WireError> {
-        let rows = verdicts
-            .iter()
-            .map(Row::of)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Report {
+        answers: &[PathAnswer],
+    ) -> Report {
+        let rows: Vec<Row> = answers.iter().map(Row::of).collect();
+        Report {
             name,
             source: list.source,
             skipped_derivations: list.skipped_derivations,
@@ -116,7 +108,7 @@ impl Report {
             computed_unix: now(),
             summary: rows.iter().map(|r| r.class).collect(),
             rows,
-        })
+        }
     }
 
     /// The rows of one class (or all), a page at a time.
@@ -276,8 +268,7 @@ impl Shared {
             false,
         )?;
         let logs = origins.iter().map(ToString::to_string).collect();
-        Report::new(name, list, uploaded_unix, logs, &verdicts)
-            .map_err(|e| ReportError::Query(e.to_string()))
+        Ok(Report::new(name, list, uploaded_unix, logs, &verdicts))
     }
 
     /// Stores a named report's paths and computes it. Returns the report, and whether the name

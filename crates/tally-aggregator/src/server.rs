@@ -177,6 +177,8 @@ pub async fn start(
             poll: config.poll_interval(),
             chunk: config.sync_chunk,
             remotes: log.urls.iter().map(|_| None).collect(),
+            faults: log.urls.iter().map(|_| None).collect(),
+            map_searched: None,
         };
         followers.spawn(follower.run(shutdown.clone()));
     }
@@ -185,7 +187,7 @@ pub async fn start(
         statuses,
         metrics,
         logs: Arc::new(config.logs.clone()),
-        policy: config.policy.clone(),
+        policy: config.policy(),
         witness,
         reports: Arc::default(),
         admin,

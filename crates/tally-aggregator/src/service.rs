@@ -3,9 +3,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tally_core::KeyName;
 use tally_core::bearer::RequiredToken;
+use tally_core::index::PathAnswer;
 use tally_core::policy::Policy;
+use tally_core::{KeyName, StorePathHash};
 use tally_proto::v1;
 use tally_proto::v1::aggregator_server::Aggregator;
 use tally_store::{EvidenceSummary, MirrorStore, StoreError};
@@ -48,6 +49,22 @@ impl Shared {
 }
 
 impl Shared {
+    /// Every followed log's answer about `path`, with proofs, from the mirrors as they stand:
+    /// what an in-process consumer counts under its own policy. Blocking: call it off the
+    /// async threads.
+    pub fn answer_with_proofs(&self, path: &StorePathHash) -> Result<PathAnswer, String> {
+        let mut answers = query::answer(
+            &self.store,
+            &self.statuses,
+            &self.origins(),
+            &self.policy,
+            &[path.to_string()],
+            true,
+        )
+        .map_err(|e| e.to_string())?;
+        answers.pop().ok_or_else(|| "no answer".to_owned())
+    }
+
     /// A followed log's status, as `ListLogs` and the dashboard show it.
     pub(crate) fn log_status(&self, l: &LogConfig) -> Result<v1::LogStatus, StoreError> {
         let state = self.store.state(&l.origin)?;
@@ -72,8 +89,13 @@ impl Shared {
             synced_size: state.size,
             latest_size: status.as_ref().map_or(0, |s| s.latest_size),
             last_success_unix: status
+                .as_ref()
                 .and_then(|s| s.last_success)
                 .map_or(0, |t| i64::try_from(t).unwrap_or(0)),
+            url_states: status
+                .as_ref()
+                .map(|s| s.url_states.clone())
+                .unwrap_or_default(),
             verified: state.verified.map(|c| v1::Checkpoint { note: c.note }),
             cosigned: cosigned.map(|c| v1::Checkpoint { note: c.note }),
         })
@@ -144,7 +166,7 @@ impl Aggregator for Shared {
             .observe(start.elapsed().as_secs_f64());
         Ok(Response::new(v1::QueryResponse {
             policy: applied,
-            results,
+            results: results.iter().map(Into::into).collect(),
         }))
     }
 

@@ -44,6 +44,8 @@ pub struct LogStatus {
     pub last_success: Option<u64>,
     /// When this process first saw its newest checkpoint, seconds since 1970.
     pub latest_seen: Option<u64>,
+    /// Each URL's state, in configuration order: `ok`, `unreachable: …` or `faulty: …`.
+    pub url_states: Vec<String>,
 }
 
 /// Every log's status, shared by the followers, the query engine and the APIs.
@@ -69,6 +71,7 @@ impl Statuses {
                     latest_size: 0,
                     last_success: None,
                     latest_seen: None,
+                    url_states: Vec::new(),
                 };
                 (o.clone(), s)
             })
@@ -125,6 +128,15 @@ impl Statuses {
             s.state = State::Unavailable;
             s.detail = error;
         });
+    }
+
+    /// Each URL's state, in configuration order. Kept even for an excluded log.
+    pub fn urls(&self, origin: &KeyName, states: Vec<String>) {
+        if let Ok(mut map) = self.0.write()
+            && let Some(s) = map.get_mut(origin)
+        {
+            s.url_states = states;
+        }
     }
 
     /// The log is proven to misbehave.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tally_core::policy::Policy;
+use tally_core::trust::TrustPolicy;
 use tally_proto::client::Address;
 
 use crate::CacheError;
@@ -21,11 +21,21 @@ pub struct Config {
     /// The binary caches narinfos and NARs come from, tried in order: `https://…`,
     /// `http://…` or `file:///…`.
     pub upstreams: Vec<BinaryCacheUrl>,
-    /// Where decisions come from.
-    pub aggregator: AggregatorSource,
-    /// The policy paths must meet. Unset: the aggregator's default.
+    /// The cache's own trust policy (C2SP tlog-policy with Tally's `attest` line): the logs
+    /// whose answers count, their keys, the witnesses, and the quorums.
+    pub policy_file: PathBuf,
+    /// Where the logs' answers come from. Unset: the logs themselves, at the URLs the policy
+    /// lists.
     #[serde(default)]
-    pub policy: Option<Policy>,
+    pub aggregator: Option<AggregatorSource>,
+    /// `enforce` (the default) serves only admitted narinfos; `report-only` serves what the
+    /// upstreams serve and logs and counts what the gate would have refused.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Extra CA certificates (PEM) to trust for `https://` upstreams, aggregators and logs,
+    /// besides the system's roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// The key narinfos are re-signed with (Nix format, mode 0600); its public half goes in
     /// the clients' `trusted-public-keys`.
     pub secret_key_file: PathBuf,
@@ -55,13 +65,26 @@ pub struct AggregatorSource {
     pub config: Option<PathBuf>,
 }
 
-/// Which aggregator, once checked.
+/// Where the logs' answers come from, once checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AggregatorAt {
-    /// Over gRPC.
+    /// An aggregator over gRPC.
     Remote(Address),
-    /// In this process, from this config file.
+    /// An aggregator in this process, from this config file.
     InProcess(PathBuf),
+    /// The logs themselves, at the policy's URLs.
+    Logs,
+}
+
+/// What the gate does with a narinfo it would refuse.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Refuse it.
+    #[default]
+    Enforce,
+    /// Serve it as the upstream has it (not re-signed), and log and count the refusal.
+    ReportOnly,
 }
 
 fn default_listen() -> SocketAddr {
@@ -104,7 +127,10 @@ impl Config {
         if self.max_decisions == 0 {
             return bad("max_decisions", "must be at least 1".into());
         }
-        match (&self.aggregator.url, &self.aggregator.config) {
+        let Some(aggregator) = &self.aggregator else {
+            return Ok(AggregatorAt::Logs);
+        };
+        match (&aggregator.url, &aggregator.config) {
             (Some(url), None) => match url.parse::<Address>() {
                 Ok(a) => Ok(AggregatorAt::Remote(a)),
                 Err(e) => bad("aggregator.url", e.to_string()),
@@ -113,10 +139,40 @@ impl Config {
             _ => bad(
                 "aggregator",
                 "set exactly one of aggregator.url (a remote aggregator) and aggregator.config \
-                 (run one in process)"
+                 (run one in process), or leave [aggregator] out to ask the logs directly"
                     .into(),
             ),
         }
+    }
+
+    /// Reads the trust policy, and checks that the logs can be asked when there is no
+    /// aggregator.
+    pub fn trust_policy(&self, at: &AggregatorAt) -> Result<TrustPolicy, CacheError> {
+        let bad = |problem: String| CacheError::Config {
+            option: "policy_file".into(),
+            problem,
+        };
+        let text = std::fs::read(&self.policy_file)
+            .map_err(|e| bad(format!("{}: {e}", self.policy_file.display())))?;
+        let trust = TrustPolicy::parse(&text)
+            .map_err(|e| bad(format!("{}: {e}", self.policy_file.display())))?;
+        if *at == AggregatorAt::Logs
+            && let Some(log) = trust.logs().iter().find(|l| l.urls.is_empty())
+        {
+            return Err(bad(format!(
+                "{}: log {} has no URL, and there is no [aggregator] to ask; add its URL to its \
+                 `log` line, or set aggregator.url",
+                self.policy_file.display(),
+                log.origin()
+            )));
+        }
+        for log in trust.logs() {
+            for url in &log.urls {
+                url.parse::<Address>()
+                    .map_err(|e| bad(format!("log {}: {e}", log.origin())))?;
+            }
+        }
+        Ok(trust)
     }
 
     /// How long decisions are reused.

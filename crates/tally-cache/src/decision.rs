@@ -1,136 +1,150 @@
-//! Decisions: the aggregator's verdict on a path under the proxy's policy, reused for a short
-//! time, and the gate that lets a narinfo through only if it matches a trusted verdict.
+//! Decisions: every log's answer about a path, checked against the cache's own trust policy,
+//! reused for a short time; and the gate that lets a narinfo through only if it matches a
+//! trusted verdict exactly.
+//!
+//! The cache believes no source. [`Decisions`] gets answers from a [`Votes`] source and
+//! counts them with [`tally_core::decision::decide`]: a rewritten, forged or unwitnessed
+//! answer does not count, so it can at most turn a "yes" into a "no".
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tally_core::StorePathHash;
-use tally_core::policy::Verdict;
+use tally_core::answer::AnswerError;
+use tally_core::decision::{self, Checkpoints, Decision, OpenedCheckpoint, Uncached};
+use tally_core::policy::{Candidate, Verdict};
+use tally_core::trust::{TrustPolicy, TrustedLog};
+use tally_core::{Hash, StorePathHash};
 use tally_nix::narinfo::NarInfo;
-use tally_proto::client::AggregatorClient;
-use tally_proto::v1;
-use tally_proto::v1::aggregator_server::Aggregator as _;
 
-/// How long a remote aggregator may take to decide.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Where verdicts come from.
-#[derive(Clone)]
-pub enum Aggregator {
-    /// An aggregator running in this process.
-    InProcess(tally_aggregator::Shared),
-    /// An aggregator reached over gRPC.
-    Remote(AggregatorClient),
-}
-
-impl Aggregator {
-    /// The origins of the logs the aggregator follows.
-    pub async fn origins(&self) -> Result<Vec<String>, DecisionError> {
-        let request = v1::ListLogsRequest {};
-        let answer = match self {
-            Aggregator::InProcess(shared) => shared.list_logs(tonic::Request::new(request)).await,
-            Aggregator::Remote(client) => {
-                tokio::time::timeout(QUERY_TIMEOUT, client.clone().list_logs(request))
-                    .await
-                    .map_err(|_| {
-                        DecisionError::Unreachable(format!("no answer in {QUERY_TIMEOUT:?}"))
-                    })?
-            }
-        };
-        let logs = answer
-            .map_err(|s| DecisionError::Unreachable(format!("{}: {}", s.code(), s.message())))?
-            .into_inner()
-            .logs;
-        Ok(logs.into_iter().map(|l| l.origin).collect())
-    }
-}
+use crate::votes::Votes;
 
 /// Why no decision could be had. Never read as a verdict.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecisionError {
-    /// The aggregator did not answer.
-    #[error("aggregator did not answer: {0}")]
+    /// The source could not be asked.
+    #[error("no answers: {0}")]
     Unreachable(String),
-    /// The aggregator answered something unusable.
-    #[error("aggregator's answer is unusable: {0}")]
-    BadAnswer(String),
+    /// Answers came, but not one of them verified under the trust policy.
+    #[error("no log's answer verified under the trust policy: {}", votes(.0))]
+    NothingVerified(Arc<Decision>),
 }
 
-/// Verdicts, cached for a time-to-live.
+fn votes(d: &Decision) -> String {
+    let why: Vec<String> = d
+        .votes
+        .iter()
+        .map(|v| format!("{}: {}", v.origin, v.counted))
+        .collect();
+    why.join("; ")
+}
+
+/// Verified checkpoints, remembered by their note: many answers share one checkpoint, and
+/// its signatures need checking once.
+#[derive(Default)]
+struct CheckpointMemo(Mutex<HashMap<Hash, OpenedCheckpoint>>);
+
+/// The most checkpoints remembered; the memo is cleared when full.
+const MAX_CHECKPOINTS: usize = 4096;
+
+impl Checkpoints for CheckpointMemo {
+    fn open(
+        &self,
+        trust: &TrustPolicy,
+        log: &TrustedLog,
+        note: &str,
+    ) -> Result<OpenedCheckpoint, AnswerError> {
+        // The origin is part of the key: the same note under another log is opened anew.
+        let key = Hash::of(format!("{}\n{note}", log.origin()).as_bytes());
+        if let Some(o) = self.lock().get(&key) {
+            return Ok(o.clone());
+        }
+        let opened = Uncached.open(trust, log, note)?;
+        let mut memo = self.lock();
+        if memo.len() >= MAX_CHECKPOINTS {
+            memo.clear();
+        }
+        memo.insert(key, opened.clone());
+        Ok(opened)
+    }
+}
+
+impl CheckpointMemo {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Hash, OpenedCheckpoint>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Decisions under one trust policy, each reused for a time-to-live.
 pub struct Decisions {
-    aggregator: Aggregator,
-    policy: String,
+    votes: Arc<dyn Votes>,
+    trust: TrustPolicy,
     ttl: Duration,
     max: usize,
-    cache: Mutex<HashMap<StorePathHash, (Instant, Arc<Verdict>)>>,
+    cache: Mutex<HashMap<StorePathHash, (Instant, Arc<Decision>)>>,
+    checkpoints: CheckpointMemo,
 }
 
 impl Decisions {
-    /// Decisions from `aggregator` under `policy` (empty: the aggregator's default), each
-    /// reused for `ttl`, at most `max` kept.
-    pub fn new(aggregator: Aggregator, policy: String, ttl: Duration, max: usize) -> Decisions {
+    /// Decisions about answers from `votes` under `trust`, each reused for `ttl`, at most
+    /// `max` kept.
+    pub fn new(votes: Arc<dyn Votes>, trust: TrustPolicy, ttl: Duration, max: usize) -> Decisions {
         Decisions {
-            aggregator,
-            policy,
+            votes,
+            trust,
             ttl,
             max,
             cache: Mutex::new(HashMap::new()),
+            checkpoints: CheckpointMemo::default(),
         }
     }
 
-    /// The verdict on `hash`, and whether it came from the cache. Errors are not cached.
+    /// The trust policy.
+    pub fn trust(&self) -> &TrustPolicy {
+        &self.trust
+    }
+
+    /// What the answers come from.
+    pub fn source(&self) -> String {
+        self.votes.describe()
+    }
+
+    /// The decision about `hash`, and whether it came from the cache. Errors are not cached.
     pub async fn decide(
         &self,
         hash: &StorePathHash,
-    ) -> Result<(Arc<Verdict>, bool), DecisionError> {
-        if let Some(v) = self.cached(hash) {
-            return Ok((v, true));
+    ) -> Result<(Arc<Decision>, bool), DecisionError> {
+        if let Some(d) = self.cached(hash) {
+            return Ok((d, true));
         }
-        let verdict = Arc::new(self.ask(hash).await?);
-        self.remember(*hash, Arc::clone(&verdict));
-        Ok((verdict, false))
+        let ballots =
+            self.votes.ballots(hash).await.map_err(|e| {
+                DecisionError::Unreachable(format!("{}: {e}", self.votes.describe()))
+            })?;
+        let decision = Arc::new(decision::decide(
+            &self.trust,
+            hash,
+            ballots,
+            &self.checkpoints,
+        ));
+        if !decision.votes.iter().any(|v| v.counted.verified()) {
+            return Err(DecisionError::NothingVerified(decision));
+        }
+        self.remember(*hash, Arc::clone(&decision));
+        Ok((decision, false))
     }
 
-    async fn ask(&self, hash: &StorePathHash) -> Result<Verdict, DecisionError> {
-        let request = v1::QueryRequest {
-            paths: vec![hash.to_string()],
-            policy: self.policy.clone(),
-            proofs: false,
-        };
-        let answer = match &self.aggregator {
-            Aggregator::InProcess(shared) => shared.query(tonic::Request::new(request)).await,
-            Aggregator::Remote(client) => {
-                tokio::time::timeout(QUERY_TIMEOUT, client.clone().query(request))
-                    .await
-                    .map_err(|_| {
-                        DecisionError::Unreachable(format!("no answer in {QUERY_TIMEOUT:?}"))
-                    })?
-            }
-        };
-        let answer = answer
-            .map_err(|s| DecisionError::Unreachable(format!("{}: {}", s.code(), s.message())))?
-            .into_inner();
-        let [result] = answer.results.as_slice() else {
-            return Err(DecisionError::BadAnswer(format!(
-                "{} results for one path",
-                answer.results.len()
-            )));
-        };
-        tally_proto::verdict(result).map_err(|e| DecisionError::BadAnswer(e.to_string()))
-    }
-
-    fn cached(&self, hash: &StorePathHash) -> Option<Arc<Verdict>> {
+    fn cached(&self, hash: &StorePathHash) -> Option<Arc<Decision>> {
         let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         cache
             .get(hash)
             .filter(|(at, _)| at.elapsed() < self.ttl)
-            .map(|(_, v)| Arc::clone(v))
+            .map(|(_, d)| Arc::clone(d))
     }
 
-    fn remember(&self, hash: StorePathHash, verdict: Arc<Verdict>) {
+    fn remember(&self, hash: StorePathHash, decision: Arc<Decision>) {
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= self.max {
             cache.retain(|_, (at, _)| at.elapsed() < self.ttl);
@@ -138,7 +152,7 @@ impl Decisions {
                 cache.clear();
             }
         }
-        cache.insert(hash, (Instant::now(), verdict));
+        cache.insert(hash, (Instant::now(), decision));
     }
 }
 
@@ -150,9 +164,9 @@ pub enum Refusal {
         /// How many different NARs are attested.
         candidates: usize,
     },
-    /// Too few logs attest the path.
+    /// Too few logs attest the path, with verified proofs.
     Unknown {
-        /// The aggregator's reason.
+        /// The policy's reason.
         reason: String,
     },
     /// The path is trusted, but not with what the upstream narinfo says.
@@ -160,9 +174,9 @@ pub enum Refusal {
 }
 
 /// One field where an upstream narinfo differs from the trusted attestation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Mismatch {
-    /// `NarHash`, `NarSize` or `References`.
+    /// `StorePath`, `NarHash`, `NarSize` or `References`.
     pub field: &'static str,
     /// What the narinfo says.
     pub narinfo: String,
@@ -203,8 +217,48 @@ impl fmt::Display for Refusal {
     }
 }
 
-/// Lets `narinfo` through only if `verdict` trusts exactly its NarHash, NarSize and
-/// References.
+/// Each field the gate compares, as the narinfo and the attestation have it.
+pub fn compare(narinfo: &NarInfo, agreed: &Candidate) -> Vec<Mismatch> {
+    // Both sides are sorted and free of duplicates.
+    let names = |refs: &[tally_core::StorePath]| {
+        refs.iter()
+            .map(|r| r.basename())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    [
+        (
+            "StorePath",
+            narinfo.store_path.to_string(),
+            agreed.output_path.to_string(),
+        ),
+        (
+            "NarHash",
+            narinfo.nar_hash.to_string(),
+            agreed.nar_hash.to_string(),
+        ),
+        (
+            "NarSize",
+            narinfo.nar_size.to_string(),
+            agreed.nar_size.to_string(),
+        ),
+        (
+            "References",
+            names(&narinfo.references),
+            names(&agreed.references),
+        ),
+    ]
+    .into_iter()
+    .map(|(field, narinfo, attested)| Mismatch {
+        field,
+        narinfo,
+        attested,
+    })
+    .collect()
+}
+
+/// Lets `narinfo` through only if `verdict` trusts exactly its store path (hash and name),
+/// NarHash, NarSize and References.
 pub fn admit(narinfo: &NarInfo, verdict: &Verdict) -> Result<(), Refusal> {
     let agreed = match verdict {
         Verdict::Trusted { agreed, .. } => agreed,
@@ -219,38 +273,10 @@ pub fn admit(narinfo: &NarInfo, verdict: &Verdict) -> Result<(), Refusal> {
             });
         }
     };
-    let mut mismatches = Vec::new();
-    let mut check = |field, narinfo: String, attested: String| {
-        if narinfo != attested {
-            mismatches.push(Mismatch {
-                field,
-                narinfo,
-                attested,
-            });
-        }
-    };
-    check(
-        "NarHash",
-        narinfo.nar_hash.to_string(),
-        agreed.nar_hash.to_string(),
-    );
-    check(
-        "NarSize",
-        narinfo.nar_size.to_string(),
-        agreed.nar_size.to_string(),
-    );
-    // Both sides are sorted and free of duplicates.
-    let names = |refs: &[tally_core::StorePath]| {
-        refs.iter()
-            .map(|r| r.basename())
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    check(
-        "References",
-        names(&narinfo.references),
-        names(&agreed.references),
-    );
+    let mismatches: Vec<Mismatch> = compare(narinfo, agreed)
+        .into_iter()
+        .filter(|m| m.narinfo != m.attested)
+        .collect();
     if mismatches.is_empty() {
         Ok(())
     } else {
@@ -261,7 +287,7 @@ pub fn admit(narinfo: &NarInfo, verdict: &Verdict) -> Result<(), Refusal> {
 #[cfg(test)]
 mod tests {
     use tally_core::policy::Candidate;
-    use tally_core::{KeyName, sample};
+    use tally_core::{KeyName, StorePath, sample};
 
     use super::*;
 
@@ -280,6 +306,7 @@ mod tests {
     fn trusted(a: &tally_core::Attestation) -> Verdict {
         Verdict::Trusted {
             agreed: Candidate {
+                output_path: a.output_path().clone(),
                 nar_hash: a.nar_hash(),
                 nar_size: a.nar_size(),
                 references: a.references().to_vec(),
@@ -304,7 +331,16 @@ mod tests {
         size.nar_size += 1;
         let mut refs = info.clone();
         refs.references.pop();
-        for (changed, field) in [(hash, "NarHash"), (size, "NarSize"), (refs, "References")] {
+        // The same hash part under another name is another path.
+        let mut name = info.clone();
+        name.store_path =
+            StorePath::parse(&format!("/nix/store/{}-evil", a.output_path().hash())).unwrap();
+        for (changed, field) in [
+            (hash, "NarHash"),
+            (size, "NarSize"),
+            (refs, "References"),
+            (name, "StorePath"),
+        ] {
             match admit(&changed, &trusted(&a)) {
                 Err(Refusal::Mismatch(m)) => {
                     assert_eq!(m.len(), 1);

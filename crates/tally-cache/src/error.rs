@@ -12,9 +12,6 @@ pub enum CacheError {
         /// What is wrong, and how to fix it.
         problem: String,
     },
-    /// The in-process aggregator failed.
-    #[error("aggregator: {0}")]
-    Aggregator(#[from] tally_aggregator::AggregatorError),
     /// A listener could not be set up, or serving failed.
     #[error("{what}: {source}")]
     Io {

@@ -1,5 +1,6 @@
 //! The Nix binary cache protocol: `/nix-cache-info`, `/<hash>.narinfo` and `/nar/<file>`
-//! (GET and HEAD), plus `/metrics` and `/healthz`.
+//! (GET and HEAD), plus `/explain/<hash>` (why a path is served or refused, as text or, for
+//! `Accept: application/json`, JSON), `/metrics` and `/healthz`.
 //!
 //! A narinfo is served only when the gate in [`crate::decision`] admits it; every other
 //! outcome is a 404 (Nix then builds the path or asks the next substituter) or, when an
@@ -13,14 +14,15 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tally_core::{SigningKey, StorePathHash};
-use tally_nix::narinfo::NarInfo;
 use tokio_stream::StreamExt as _;
 
-use crate::decision::{Decisions, admit};
+use crate::config::Mode;
+use crate::decision::Decisions;
+use crate::explain::{Evaluation, Explanation, Outcome, evaluate};
 use crate::metrics::Metrics;
 use crate::upstream::{NarFile, Upstreams};
 
@@ -39,6 +41,8 @@ pub struct CacheState {
     pub key: Arc<SigningKey>,
     /// `/nix-cache-info`'s priority.
     pub priority: u32,
+    /// Whether refusals are enforced or only reported.
+    pub mode: Mode,
     /// Metrics.
     pub metrics: Arc<Metrics>,
 }
@@ -50,6 +54,7 @@ pub fn router(state: CacheState) -> Router {
         .route("/nar/{file}", get(nar))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/explain/{hash}", get(explain))
         .route("/{file}", get(narinfo))
         .with_state(state)
 }
@@ -98,7 +103,11 @@ async fn narinfo(State(s): State<CacheState>, Path(file): Path<String>) -> Respo
                 "bad_request",
                 text(StatusCode::NOT_FOUND, format!("{file}: {e}")),
             ),
-            Ok(hash) => answer_narinfo(&s, &hash).await,
+            Ok(hash) => {
+                let e = evaluate(&s, &hash).await;
+                record(&s, &e);
+                (e.outcome.kind(), respond(e.outcome))
+            }
         },
     };
     s.metrics.narinfo(outcome);
@@ -108,85 +117,103 @@ async fn narinfo(State(s): State<CacheState>, Path(file): Path<String>) -> Respo
     response
 }
 
-/// Fetches the upstream narinfo and the verdict at once, and serves the re-signed narinfo
-/// only if the gate admits it.
-async fn answer_narinfo(s: &CacheState, hash: &StorePathHash) -> (&'static str, Response) {
-    let (found, decision) = tokio::join!(s.upstreams.narinfo(hash), s.decisions.decide(hash));
-    let found = match found {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            return (
-                "not_upstream",
-                text(StatusCode::NOT_FOUND, format!("{hash}: no upstream has it")),
-            );
-        }
-        Err(e) => {
-            tracing::warn!(%hash, "upstream failed: {e}");
-            return (
-                "upstream_error",
-                text(StatusCode::BAD_GATEWAY, e.to_string()),
-            );
-        }
-    };
-    let mut info = match NarInfo::parse(&found.text) {
-        Ok(info) if info.store_path.hash() == *hash => info,
-        Ok(info) => {
-            let problem = format!(
-                "{} served a narinfo for {} when asked for {hash}",
-                found.cache, info.store_path
-            );
-            tracing::warn!("{problem}");
-            return (
-                "bad_upstream_narinfo",
-                text(StatusCode::BAD_GATEWAY, problem),
-            );
-        }
-        Err(e) => {
-            let problem = format!("{} served a bad narinfo for {hash}: {e}", found.cache);
-            tracing::warn!("{problem}");
-            return (
-                "bad_upstream_narinfo",
-                text(StatusCode::BAD_GATEWAY, problem),
-            );
-        }
-    };
-    let verdict = match decision {
-        Ok((verdict, cached)) => {
-            s.metrics.decision(cached);
-            verdict
-        }
-        Err(e) => {
-            tracing::warn!(%hash, "no decision: {e}");
-            return ("no_decision", text(StatusCode::BAD_GATEWAY, e.to_string()));
-        }
-    };
-    if let Err(refusal) = admit(&info, &verdict) {
-        let path = &info.store_path;
-        if let crate::decision::Refusal::Mismatch(fields) = &refusal {
-            for m in fields {
-                s.metrics.mismatch(m.field);
-                tracing::warn!(
-                    %path,
-                    upstream = %found.cache,
-                    field = m.field,
-                    narinfo = %m.narinfo,
-                    attested = %m.attested,
-                    "refused: upstream narinfo differs from the trusted attestation"
-                );
+/// Logs and counts what an evaluation found.
+fn record(s: &CacheState, e: &Evaluation) {
+    let hash = &e.hash;
+    if let Some(d) = &e.decision {
+        s.metrics.decision(e.cached);
+        if !e.cached {
+            for v in &d.votes {
+                if let tally_core::decision::Counted::Rejected(why) = &v.counted {
+                    s.metrics.rejected(v.origin.as_str());
+                    tracing::warn!(%hash, origin = %v.origin, "answer rejected: {why}");
+                }
             }
-        } else {
-            tracing::info!(%path, "refused: {refusal}");
         }
-        return (
-            refusal.kind(),
-            text(StatusCode::NOT_FOUND, format!("{path}: {refusal}")),
-        );
     }
-    info.sign(&s.key);
-    (
-        "served",
-        ([(header::CONTENT_TYPE, NARINFO_TYPE)], info.to_string()).into_response(),
-    )
+    match &e.outcome {
+        Outcome::Served(_) => {}
+        Outcome::Refused { kind, reason } if *kind == "mismatch" => {
+            let agreed = e.decision.as_ref().and_then(|d| match &d.verdict {
+                tally_core::policy::Verdict::Trusted { agreed, .. } => Some(agreed),
+                _ => None,
+            });
+            if let (Some((upstream, info)), Some(agreed)) = (&e.upstream, agreed) {
+                for m in crate::decision::compare(info, agreed)
+                    .into_iter()
+                    .filter(|m| m.narinfo != m.attested)
+                {
+                    s.metrics.mismatch(m.field);
+                    tracing::warn!(
+                        path = %info.store_path,
+                        %upstream,
+                        field = m.field,
+                        narinfo = %m.narinfo,
+                        attested = %m.attested,
+                        "refused: upstream narinfo differs from the trusted attestation"
+                    );
+                }
+            } else {
+                tracing::info!("refused: {reason}");
+            }
+        }
+        Outcome::Refused { reason, .. } => tracing::info!("refused: {reason}"),
+        Outcome::Failed { reason, .. } => tracing::warn!(%hash, "502: {reason}"),
+        Outcome::PassedOn { kind, reason, .. } => {
+            s.metrics.would_refuse(kind);
+            tracing::warn!(%hash, "report-only: served what the gate would refuse ({kind}): {reason}");
+        }
+    }
+}
+
+/// The HTTP answer for an outcome.
+fn respond(outcome: Outcome) -> Response {
+    match outcome {
+        Outcome::Served(info) => {
+            ([(header::CONTENT_TYPE, NARINFO_TYPE)], info.to_string()).into_response()
+        }
+        Outcome::PassedOn { text, .. } => {
+            ([(header::CONTENT_TYPE, NARINFO_TYPE)], text).into_response()
+        }
+        Outcome::Refused { reason, .. } => text(StatusCode::NOT_FOUND, reason),
+        Outcome::Failed { reason, .. } => text(StatusCode::BAD_GATEWAY, reason),
+    }
+}
+
+/// `/explain/<hash>`: the evaluation a narinfo request would get, explained.
+async fn explain(
+    State(s): State<CacheState>,
+    headers: HeaderMap,
+    Path(hash): Path<String>,
+) -> Response {
+    let hash = match hash
+        .trim_end_matches(".narinfo")
+        .get(..32)
+        .unwrap_or(&hash)
+        .parse::<StorePathHash>()
+    {
+        Ok(h) => h,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("{hash}: {e}")),
+    };
+    let e = evaluate(&s, &hash).await;
+    let explained = Explanation::of(&s, &e);
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json"));
+    if wants_json {
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_string(&explained).unwrap_or_default(),
+        )
+            .into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            explained.to_text(),
+        )
+            .into_response()
+    }
 }
 
 async fn nar(State(s): State<CacheState>, method: Method, Path(file): Path<String>) -> Response {

@@ -16,6 +16,11 @@ struct FieldLabel {
     field: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OriginLabel {
+    origin: String,
+}
+
 /// The cache proxy's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -23,6 +28,8 @@ pub struct Metrics {
     mismatches: Family<FieldLabel, Counter>,
     decisions: Family<OutcomeLabel, Counter>,
     nars: Family<OutcomeLabel, Counter>,
+    would_refuse: Family<OutcomeLabel, Counter>,
+    rejected: Family<OriginLabel, Counter>,
     /// Seconds to answer a narinfo request.
     pub narinfo_latency: Histogram,
     /// NAR bytes passed on to clients.
@@ -38,6 +45,8 @@ impl Metrics {
             mismatches: Family::default(),
             decisions: Family::default(),
             nars: Family::default(),
+            would_refuse: Family::default(),
+            rejected: Family::default(),
             narinfo_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             nar_bytes: Counter::default(),
             registry: Registry::default(),
@@ -55,8 +64,19 @@ impl Metrics {
         );
         registry.register(
             "decisions",
-            "Decisions by source: cache (reused) or aggregator (asked)",
+            "Decisions: cache (reused) or asked (answers fetched and checked)",
             m.decisions.clone(),
+        );
+        registry.register(
+            "report_only_refusals",
+            "In report-only mode: narinfos served that the gate would have refused, by reason",
+            m.would_refuse.clone(),
+        );
+        registry.register(
+            "rejected_answers",
+            "Log answers that failed a check (signature, proof, witness quorum), by log: a sign of \
+             a forged or rewritten answer, or of a log serving a view no witness saw",
+            m.rejected.clone(),
         );
         registry.register(
             "nar_requests",
@@ -88,9 +108,25 @@ impl Metrics {
 
     /// Counts a decision, reused or asked for.
     pub fn decision(&self, cached: bool) {
-        let outcome = if cached { "cache" } else { "aggregator" };
+        let outcome = if cached { "cache" } else { "asked" };
         self.decisions
             .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
+    /// Counts a narinfo served in report-only mode that the gate would have refused.
+    pub fn would_refuse(&self, outcome: &'static str) {
+        self.would_refuse
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
+    /// Counts an answer from `origin` that failed a check.
+    pub fn rejected(&self, origin: &str) {
+        self.rejected
+            .get_or_create(&OriginLabel {
+                origin: origin.to_owned(),
+            })
             .inc();
     }
 

@@ -8,12 +8,15 @@ use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use tally_core::trust::TrustPolicy;
+
 use crate::CacheError;
-use crate::config::Config;
-use crate::decision::{Aggregator, Decisions};
+use crate::config::{AggregatorAt, Config};
+use crate::decision::Decisions;
 use crate::http::{CacheState, router};
 use crate::metrics::Metrics;
 use crate::upstream::Upstreams;
+use crate::votes::{DirectLogs, RemoteAggregator, Votes};
 
 fn config_error(option: &str, problem: impl ToString) -> CacheError {
     CacheError::Config {
@@ -22,13 +25,33 @@ fn config_error(option: &str, problem: impl ToString) -> CacheError {
     }
 }
 
-/// Serves the cache until `shutdown` is cancelled, taking verdicts from `aggregator`.
+/// Serves the cache until `shutdown` is cancelled, counting answers from `votes` under
+/// `trust`.
 pub async fn serve(
     config: Config,
-    aggregator: Aggregator,
+    trust: TrustPolicy,
+    votes: Arc<dyn Votes>,
     shutdown: CancellationToken,
 ) -> Result<(), CacheError> {
-    start(config, aggregator, shutdown).await?.serving.await
+    start(config, trust, votes, shutdown).await?.serving.await
+}
+
+/// The source of answers for a remote aggregator or the logs themselves; `None` for an
+/// aggregator in process, which the caller provides.
+pub fn network_votes(
+    at: &AggregatorAt,
+    trust: &TrustPolicy,
+) -> Result<Option<Arc<dyn Votes>>, CacheError> {
+    let bad = |option: &str, e: tally_proto::client::ClientError| config_error(option, e);
+    Ok(match at {
+        AggregatorAt::Remote(address) => Some(Arc::new(
+            RemoteAggregator::new(address.clone()).map_err(|e| bad("aggregator.url", e))?,
+        )),
+        AggregatorAt::Logs => Some(Arc::new(
+            DirectLogs::new(trust).map_err(|e| bad("policy_file", e))?,
+        )),
+        AggregatorAt::InProcess(_) => None,
+    })
 }
 
 /// What [`check_host`] checks, by option; a build-time check skips these.
@@ -58,29 +81,26 @@ pub struct Running {
 /// here, and returns the bound address and the future that serves.
 pub async fn start(
     config: Config,
-    aggregator: Aggregator,
+    trust: TrustPolicy,
+    votes: Arc<dyn Votes>,
     shutdown: CancellationToken,
 ) -> Result<Running, CacheError> {
     config.validate()?;
     let key = load_key(&config)?;
     let upstreams = Upstreams::new(config.upstreams.clone(), config.upstream_timeout())
         .map_err(|e| config_error("upstreams", e))?;
-    check_policy(&config, &aggregator).await?;
-    let policy = config
-        .policy
-        .as_ref()
-        .map(ToString::to_string)
-        .unwrap_or_default();
+    tracing::info!(policy = %trust, source = %votes.describe(), mode = ?config.mode, "trust policy");
     let state = CacheState {
         upstreams,
         decisions: Arc::new(Decisions::new(
-            aggregator,
-            policy,
+            votes,
+            trust,
             config.decision_ttl(),
             config.max_decisions,
         )),
         key: Arc::new(key),
         priority: config.priority,
+        mode: config.mode,
         metrics: Arc::new(Metrics::new()),
     };
     let listen = |source| CacheError::Io {
@@ -111,27 +131,4 @@ pub async fn start(
         local_addr,
         serving: Box::pin(serving),
     })
-}
-
-/// Checks the policy against the aggregator's logs, if the aggregator answers now; one that
-/// is down is not a reason to refuse to start (every narinfo gets a 502 until it is back).
-async fn check_policy(config: &Config, aggregator: &Aggregator) -> Result<(), CacheError> {
-    let Some(policy) = &config.policy else {
-        return Ok(());
-    };
-    match aggregator.origins().await {
-        Ok(origins) => {
-            let origins = origins
-                .iter()
-                .filter_map(|o| tally_core::KeyName::new(o).ok())
-                .collect::<Vec<_>>();
-            policy
-                .check(&origins)
-                .map_err(|e| config_error("policy", e))
-        }
-        Err(e) => {
-            tracing::warn!("cannot check the policy against the aggregator's logs yet: {e}");
-            Ok(())
-        }
-    }
 }

@@ -156,22 +156,9 @@ pub struct Upstreams {
 impl Upstreams {
     /// Clients for `caches`. `timeout` bounds a narinfo fetch, and each read of a NAR.
     pub fn new(caches: Vec<BinaryCacheUrl>, timeout: Duration) -> Result<Upstreams, UpstreamError> {
-        static PROVIDER: Once = Once::new();
-        // rustls needs one process-wide crypto provider; another caller may have set it.
-        PROVIDER.call_once(|| {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        });
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("tally/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(timeout)
-            .read_timeout(timeout)
-            .pool_max_idle_per_host(64)
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| UpstreamError::Client(e.to_string()))?;
         Ok(Upstreams {
             caches,
-            client,
+            client: http_client(timeout)?,
             timeout,
         })
     }
@@ -341,6 +328,33 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String>
         out.extend_from_slice(&chunk);
     }
     Ok(out)
+}
+
+/// The HTTP client every Tally HTTP request goes through: rustls with ring, the system's
+/// roots plus any CA file given to `tally_proto::client::add_ca_file`, and `timeout` for
+/// connecting and for each read.
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, UpstreamError> {
+    static PROVIDER: Once = Once::new();
+    // rustls needs one process-wide crypto provider; another caller may have set it.
+    PROVIDER.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    let mut builder = reqwest::Client::builder();
+    if let Some(pem) = tally_proto::client::extra_ca() {
+        for cert in reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| UpstreamError::Client(format!("CA file: {e}")))?
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
+        .user_agent(concat!("tally/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(timeout)
+        .read_timeout(timeout)
+        .pool_max_idle_per_host(64)
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| UpstreamError::Client(e.to_string()))
 }
 
 /// A reqwest error with its causes: the top level alone says only "error sending request".

@@ -122,7 +122,18 @@ impl LogAnswer {
         path: &StorePathHash,
     ) -> Result<Verified, AnswerError> {
         let signed = SignedCheckpoint::open(self.checkpoint.as_bytes(), key)?;
-        let checkpoint = signed.checkpoint().clone();
+        self.verify_against(signed.checkpoint(), path)
+    }
+
+    /// Checks the answer about `path` against `checkpoint`, which the caller has already
+    /// opened from [`LogAnswer::checkpoint`] with the log's key: the map proof, and the entry
+    /// and its inclusion proof.
+    pub fn verify_against(
+        &self,
+        checkpoint: &Checkpoint,
+        path: &StorePathHash,
+    ) -> Result<Verified, AnswerError> {
+        let checkpoint = checkpoint.clone();
         let map_key = MapKey::for_path(path);
         match self.map_proof.verify(&map_key, &checkpoint.map_root)? {
             MapAnswer::Absent => {

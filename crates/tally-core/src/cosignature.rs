@@ -83,6 +83,11 @@ impl CosignatureVerifier {
         self.key.name()
     }
 
+    /// The witness's public key.
+    pub fn public_key(&self) -> &VerifyingKey {
+        &self.key
+    }
+
     /// The key ID cosignatures carry.
     pub fn key_id(&self) -> u32 {
         keys::key_id(self.key.name(), NOTE_COSIGNATURE, self.key.as_bytes())

@@ -4,14 +4,20 @@
 //! | kind | proves |
 //! |---|---|
 //! | `fork` | a log signed two checkpoints that disagree about its first `at` entries |
-//! | `bad_entries` | entries a log served as part of a checkpoint's tree are not that tree's |
-//! | `bad_map_root` | a log signed a map root that is not the replay of its entries |
+//! | `bad_map_root` | a log signed a map root that binds a path wrongly: one entry and the log's own map proof |
 //! | `contradiction` | one log attests two different NARs for one output path |
 //! | `disagreement` | two logs attest different NARs for one output path |
-//! | `query` | a path's verdict under a policy follows from the logs' proven answers |
+//! | `query` | every log's answer about a path; a consumer decides with its own policy |
+//! | `bad_entries` | nothing (kept only so old files parse): see below |
+//!
+//! Evidence rests only on what the accused log signed. Entries that do not hash to a signed
+//! root are not the log's statement: anyone (a mirror, the network) can make such bytes, so
+//! a `bad_entries` bundle never verifies.
 //!
 //! Every bundle is checked by [`Bundle::verify`]; a bundle that does not prove its claim is
-//! an error, never a weaker success.
+//! an error, never a weaker success. A query bundle proves no claim: it carries answers, and
+//! [`QueryBundle::decide`] counts them under the consumer's [`TrustPolicy`], never under the
+//! policy or verdict the bundle names.
 
 use std::collections::BTreeSet;
 
@@ -19,12 +25,14 @@ use crate::Error;
 use crate::answer::{LogAnswer, Verified};
 use crate::attestation::Attestation;
 use crate::checkpoint::{Checkpoint, SignedCheckpoint};
+use crate::decision::{Ballot, Checkpoints, Decision};
 use crate::hash::Hash;
 use crate::keys::{KeyName, VerifyingKey};
-use crate::policy::{Policy, Verdict, Vote};
-use crate::replay::Replay;
+use crate::map::{MapAnswer, MapKey, MapProof};
+use crate::policy::{Policy, Verdict};
 use crate::store_path::StorePathHash;
-use crate::tlog::{self, CompactRange, InclusionProof};
+use crate::tlog::{self, InclusionProof};
+use crate::trust::TrustPolicy;
 
 /// The `version` every bundle carries.
 pub const VERSION: &str = "tally-bundle/v1";
@@ -55,9 +63,9 @@ impl BundleFile {
 pub enum Bundle {
     /// Two checkpoints of one log that cannot both be true.
     Fork(Fork),
-    /// Served entries that are not the signed tree's.
+    /// Served entries that are not the signed tree's: never evidence (see the module docs).
     BadEntries(BadEntries),
-    /// A signed map root that is not the replay of the entries.
+    /// A signed map root that binds a path wrongly.
     BadMapRoot(BadMapRoot),
     /// One log attesting two NARs for one path.
     Contradiction(Contradiction),
@@ -105,16 +113,27 @@ pub struct BadEntries {
     pub path_end: Vec<Hash>,
 }
 
-/// A checkpoint and every entry of its tree.
+/// A signed map root that binds a path wrongly, shown by one entry and the log's own map
+/// proof for that path, both against one signed checkpoint. The map must bind each path to
+/// its first entry ([`crate::map`]); the bundle shows one of:
+/// - the map proves the path absent, but `entry` attests it;
+/// - the map binds the path to a later index than `entry`, which attests it;
+/// - `entry` is the one the map binds the path to, but its hash differs, it does not decode,
+///   or it attests another path;
+/// - the map binds the path to an index beyond the tree (`entry` is then absent).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BadMapRoot {
     /// The log.
     pub origin: KeyName,
     /// The signed checkpoint.
     pub checkpoint: String,
-    /// Entries `[0, size)`.
-    #[serde(with = "crate::base64_serde::list")]
-    pub entries: Vec<Vec<u8>>,
+    /// The path.
+    pub path: StorePathHash,
+    /// The log's map proof for the path against the checkpoint's map root.
+    pub map_proof: MapProof,
+    /// An entry of the checkpoint's tree, with its inclusion proof.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<ProvenEntry>,
 }
 
 /// An entry and its inclusion proof.
@@ -248,15 +267,14 @@ impl Bundle {
                 f.origin, f.at
             ),
             Bundle::BadEntries(b) => format!(
-                "bad data: {} served entries {}..{} that are not in its signed tree",
-                b.origin,
+                "entries {}..{} served for {} do not hash to its signed tree (not evidence against the log)",
                 b.start,
-                b.start + b.entries.len() as u64
+                b.start + b.entries.len() as u64,
+                b.origin
             ),
             Bundle::BadMapRoot(b) => format!(
-                "bad data: {} signed a map root its {} entries do not give",
-                b.origin,
-                b.entries.len()
+                "bad data: {} signed a map root that binds {} wrongly",
+                b.origin, b.path
             ),
             Bundle::Contradiction(c) => format!(
                 "contradiction: {} attests one path twice (entries {} and {})",
@@ -271,7 +289,8 @@ impl Bundle {
                 )
             }
             Bundle::Query(q) => format!(
-                "query: {} is {} under {}",
+                "query: {} answers about {} (the bundle says {} under {})",
+                q.logs.len(),
                 q.path,
                 q.verdict.status(),
                 q.policy
@@ -303,15 +322,22 @@ impl Bundle {
         }
     }
 
-    /// Checks the bundle with the logs' public keys.
+    /// Checks the bundle with the logs' public keys. A query bundle proves no claim: decide
+    /// it with [`QueryBundle::decide`] under a trust policy.
     pub fn verify(&self, keys: &[VerifyingKey]) -> Result<Proven, EvidenceError> {
         match self {
             Bundle::Fork(f) => f.verify(keys),
-            Bundle::BadEntries(b) => b.verify(keys),
+            Bundle::BadEntries(_) => Err(not_proven(
+                "entries that do not hash to a signed root are not the log's statement: anyone \
+                 who relays them (a mirror, the network) can make such bytes, so they prove \
+                 nothing about the log",
+            )),
             Bundle::BadMapRoot(b) => b.verify(keys),
             Bundle::Contradiction(c) => c.verify(keys),
             Bundle::Disagreement(d) => d.verify(keys),
-            Bundle::Query(q) => q.verify(keys),
+            Bundle::Query(_) => Err(not_proven(
+                "a query bundle is decided under the verifier's own trust policy, not proven",
+            )),
         }
     }
 }
@@ -330,6 +356,16 @@ impl Fork {
         let (a, b) = (open(&self.a, k)?, open(&self.b, k)?);
         let ra = tlog::prefix_root(self.at, &a.tree, &self.path_a).map_err(Error::from)?;
         let rb = tlog::prefix_root(self.at, &b.tree, &self.path_b).map_err(Error::from)?;
+        if ra == rb && a.tree == b.tree && a.map_root != b.map_root {
+            // The map is a function of the entries: one tree has one map root.
+            return proven(
+                format!(
+                    "{} signed two map roots ({} and {}) for one tree of size {}: one of them is not the replay of its entries",
+                    self.origin, a.map_root, b.map_root, a.tree.size
+                ),
+                vec![self.origin.clone()],
+            );
+        }
         if ra == rb {
             return Err(not_proven(format!(
                 "both checkpoints agree on their first {} entries",
@@ -346,60 +382,63 @@ impl Fork {
     }
 }
 
-impl BadEntries {
-    fn verify(&self, keys: &[VerifyingKey]) -> Result<Proven, EvidenceError> {
-        let c = open(&self.checkpoint, key(keys, &self.origin)?)?;
-        let mut range =
-            CompactRange::from_peaks(self.start, self.peaks.clone()).ok_or_else(|| {
-                not_proven(format!(
-                    "{} peaks do not fit a tree of {}",
-                    self.peaks.len(),
-                    self.start
-                ))
-            })?;
-        let prefix =
-            tlog::prefix_root(self.start, &c.tree, &self.path_start).map_err(Error::from)?;
-        if prefix != range.root() {
-            return Err(not_proven(
-                "the peaks are not the checkpoint's first entries",
-            ));
-        }
-        for e in &self.entries {
-            range.append(tlog::leaf_hash(e));
-        }
-        let end = range.size();
-        let expected = tlog::prefix_root(end, &c.tree, &self.path_end).map_err(Error::from)?;
-        if range.root() == expected {
-            return Err(not_proven(format!(
-                "entries {}..{end} are the checkpoint's",
-                self.start
-            )));
-        }
-        proven(
-            format!(
-                "the entries served as {}..{end} are not those of {}'s signed checkpoint of size {}: the data served does not match what the log signed",
-                self.start, self.origin, c.tree.size
-            ),
-            vec![self.origin.clone()],
-        )
-    }
-}
-
 impl BadMapRoot {
     fn verify(&self, keys: &[VerifyingKey]) -> Result<Proven, EvidenceError> {
         let c = open(&self.checkpoint, key(keys, &self.origin)?)?;
-        let mut replay = Replay::of(&self.entries);
-        if replay.tree_head() != c.tree {
-            return Err(not_proven("the entries are not the checkpoint's tree"));
-        }
-        let map_root = replay.map_root();
-        if map_root == c.map_root {
-            return Err(not_proven("the map root is the replay of the entries"));
-        }
+        let map = self
+            .map_proof
+            .verify(&MapKey::for_path(&self.path), &c.map_root)
+            .map_err(Error::from)?;
+        let entry = match &self.entry {
+            Some(e) => {
+                e.inclusion_proof
+                    .verify(tlog::leaf_hash(&e.entry), &c.tree)
+                    .map_err(Error::from)?;
+                Some((e.inclusion_proof.index, e.entry.as_slice()))
+            }
+            None => None,
+        };
+        let attests_path = |bytes: &[u8]| {
+            Attestation::decode(bytes).is_ok_and(|a| a.output_path().hash() == self.path)
+        };
+        let problem = match (map, entry) {
+            (MapAnswer::Absent, Some((i, bytes))) if attests_path(bytes) => {
+                format!(
+                    "its map proves {} absent, but entry {i} attests it",
+                    self.path
+                )
+            }
+            (MapAnswer::Present(v), _) if v.leaf_index >= c.tree.size => format!(
+                "its map binds {} to entry {}, beyond its {} entries",
+                self.path, v.leaf_index, c.tree.size
+            ),
+            (MapAnswer::Present(v), Some((i, bytes)))
+                if i < v.leaf_index && attests_path(bytes) =>
+            {
+                format!(
+                    "its map binds {} to entry {}, but entry {i} attests it first",
+                    self.path, v.leaf_index
+                )
+            }
+            (MapAnswer::Present(v), Some((i, bytes)))
+                if i == v.leaf_index
+                    && (Hash::of(bytes) != v.entry_hash || !attests_path(bytes)) =>
+            {
+                format!(
+                    "its map binds {} to entry {i}, which is not an attestation of it with the hash the map gives",
+                    self.path
+                )
+            }
+            _ => {
+                return Err(not_proven(
+                    "the entry and the map proof are consistent with each other",
+                ));
+            }
+        };
         proven(
             format!(
-                "{} signed map root {} at size {}, but its entries give {map_root}",
-                self.origin, c.map_root, c.tree.size
+                "{} signed a map root at size {} that is not the replay of its entries: {problem}",
+                self.origin, c.tree.size
             ),
             vec![self.origin.clone()],
         )
@@ -481,58 +520,22 @@ impl Disagreement {
 }
 
 impl QueryBundle {
-    fn verify(&self, keys: &[VerifyingKey]) -> Result<Proven, EvidenceError> {
-        let mut votes = Vec::new();
-        let mut caveats = Vec::new();
-        for log in &self.logs {
-            let vote = match (&log.answer, &log.unavailable) {
-                (Some(answer), None) => match answer
-                    .verify(key(keys, &log.origin)?, &self.path)
-                    .map_err(Error::from)?
-                {
-                    Verified::Present { attestation, .. } => Vote::Present(attestation),
-                    Verified::Absent { .. } => Vote::Absent,
+    /// Decides about the path from the bundle's answers, under the consumer's own policy: the
+    /// policy and verdict the bundle names play no part.
+    pub fn decide(&self, trust: &TrustPolicy, checkpoints: &dyn Checkpoints) -> Decision {
+        let ballots = self
+            .logs
+            .iter()
+            .map(|l| Ballot {
+                origin: l.origin.to_string(),
+                answer: match (&l.answer, &l.unavailable) {
+                    (Some(a), _) => Ok(a.clone()),
+                    (None, Some(why)) => Err(format!("reported unavailable: {why}")),
+                    (None, None) => Err("no answer".into()),
                 },
-                (None, Some(why)) => {
-                    caveats.push(format!(
-                        "{} was reported unavailable ({why}); that cannot be checked",
-                        log.origin
-                    ));
-                    Vote::Unavailable(why.clone())
-                }
-                _ => {
-                    return Err(not_proven(format!(
-                        "{} has neither an answer nor a reason",
-                        log.origin
-                    )));
-                }
-            };
-            votes.push((log.origin.clone(), vote));
-        }
-        let origins: Vec<KeyName> = votes.iter().map(|(o, _)| o.clone()).collect();
-        self.policy
-            .check(&origins)
-            .map_err(|e| not_proven(e.to_string()))?;
-        let recomputed = self.policy.decide(&votes);
-        if recomputed != self.verdict {
-            return Err(not_proven(format!(
-                "the answers give {} under {}, not the {} claimed",
-                recomputed.status(),
-                self.policy,
-                self.verdict.status()
-            )));
-        }
-        Ok(Proven {
-            claim: format!(
-                "{} is {} under policy {}, from {} verified log answers",
-                self.path,
-                self.verdict.status(),
-                self.policy,
-                self.logs.len() - caveats.len()
-            ),
-            misbehaving: Vec::new(),
-            caveats,
-        })
+            })
+            .collect();
+        crate::decision::decide(trust, &self.path, ballots, checkpoints)
     }
 }
 

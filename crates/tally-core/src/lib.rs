@@ -20,8 +20,10 @@ mod base64_serde;
 pub mod bearer;
 pub mod checkpoint;
 pub mod cosignature;
+pub mod decision;
 pub mod evidence;
 pub mod hash;
+pub mod index;
 pub mod keys;
 pub mod map;
 pub mod nar_hash;
@@ -32,8 +34,11 @@ pub mod replay;
 pub mod report;
 pub mod sample;
 pub mod store_path;
+#[cfg(test)]
+pub(crate) mod test_log;
 pub mod tiles;
 pub mod tlog;
+pub mod trust;
 pub mod witness;
 
 pub use attestation::{Attestation, AttestationError, AttestationFields};

@@ -98,6 +98,21 @@ pub enum PolicyError {
         /// The required origin.
         origin: String,
     },
+    /// The tolerated dissent is so large that a second NAR could reach the quorum too.
+    #[error(
+        "policy {policy}: dissent={dissent} lets two different NARs both reach the quorum of {needed} among {followed} logs; use dissent={} at most",
+        needed - 1
+    )]
+    DissentTooHigh {
+        /// The policy.
+        policy: String,
+        /// Its dissent.
+        dissent: usize,
+        /// Agreeing logs it needs.
+        needed: usize,
+        /// Logs followed.
+        followed: usize,
+    },
 }
 
 impl FromStr for Policy {
@@ -194,6 +209,15 @@ impl Policy {
                 origin: missing.to_string(),
             });
         }
+        let needed = self.needed(followed.len());
+        if self.max_dissent >= needed && 2 * needed <= followed.len() {
+            return Err(PolicyError::DissentTooHigh {
+                policy: self.to_string(),
+                dissent: self.max_dissent,
+                needed,
+                followed: followed.len(),
+            });
+        }
         Ok(())
     }
 
@@ -222,12 +246,14 @@ impl Policy {
         let support = best.origins.len();
         let dissent: usize = candidates[1..].iter().map(|c| c.origins.len()).sum();
         let needed = self.needed(followed);
+        // Two NARs with a quorum each is never trusted, whatever the dissent allows.
+        let rivals = candidates[1..].iter().any(|c| c.origins.len() >= needed);
         let missing: Vec<&KeyName> = self
             .required
             .iter()
             .filter(|r| !best.origins.contains(r))
             .collect();
-        if support >= needed && missing.is_empty() && dissent <= self.max_dissent {
+        if support >= needed && missing.is_empty() && dissent <= self.max_dissent && !rivals {
             return Verdict::Trusted {
                 agreed: best.clone(),
                 dissent: candidates[1..].to_vec(),
@@ -283,12 +309,14 @@ pub enum Vote {
     Unavailable(String),
 }
 
-/// What makes two attestations agree: the facts a narinfo signature covers.
+/// What makes two attestations agree: the facts a narinfo signature covers, the whole store
+/// path (hash and name) among them.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct NarIdentity {
     nar_hash: NarHash,
     nar_size: u64,
     references: Vec<StorePath>,
+    output_path: StorePath,
 }
 
 impl NarIdentity {
@@ -297,6 +325,7 @@ impl NarIdentity {
             nar_hash: a.nar_hash(),
             nar_size: a.nar_size(),
             references: a.references().to_vec(),
+            output_path: a.output_path().clone(),
         }
     }
 }
@@ -304,6 +333,8 @@ impl NarIdentity {
 /// A NAR some logs attest for a path, and which logs.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Candidate {
+    /// The whole store path attested (hash part and name).
+    pub output_path: StorePath,
     /// The NAR hash.
     pub nar_hash: NarHash,
     /// The NAR size.
@@ -317,6 +348,7 @@ pub struct Candidate {
 impl Candidate {
     fn of(a: &Attestation) -> Candidate {
         Candidate {
+            output_path: a.output_path().clone(),
             nar_hash: a.nar_hash(),
             nar_size: a.nar_size(),
             references: a.references().to_vec(),
@@ -419,6 +451,49 @@ mod tests {
         assert!(matches!(
             r.check(&logs(3)),
             Err(PolicyError::UnknownLog { .. })
+        ));
+    }
+
+    #[test]
+    fn a_dissent_that_lets_two_nars_reach_the_quorum_is_refused() {
+        let p: Policy = "2-of-4,dissent=2".parse().unwrap();
+        let err = p.check(&logs(4)).unwrap_err();
+        assert!(
+            matches!(err, PolicyError::DissentTooHigh { needed: 2, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("dissent=1 at most"), "{err}");
+        // With 3 logs a second NAR cannot reach 2 as well, so the same dissent is harmless.
+        assert!(
+            "2-of-3,dissent=2"
+                .parse::<Policy>()
+                .unwrap()
+                .check(&logs(3))
+                .is_ok()
+        );
+        // Even unchecked, two candidates with a quorum each are disputed, never trusted.
+        let l = logs(4);
+        let v = votes(&l, &[honest(), honest(), other(), other()]);
+        assert!(matches!(p.decide(&v), Verdict::Disputed { .. }));
+    }
+
+    #[test]
+    fn the_same_nar_under_another_name_is_another_candidate() {
+        let l = logs(2);
+        let a = sample::attestation(7);
+        let mut fields = a.fields().clone();
+        let renamed = format!("/nix/store/{}-evil", a.output_path().hash());
+        fields.output_path = StorePath::parse(&renamed).unwrap();
+        let v = votes(
+            &l,
+            &[
+                Vote::Present(Box::new(a)),
+                Vote::Present(Box::new(Attestation::new(fields).unwrap())),
+            ],
+        );
+        assert!(matches!(
+            Policy::default().decide(&v),
+            Verdict::Disputed { .. }
         ));
     }
 

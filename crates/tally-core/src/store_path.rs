@@ -192,6 +192,17 @@ impl StorePath {
         })
     }
 
+    /// The store path that `path` is, or lies inside: `/nix/store/<hash>-<name>/bin/x` is in
+    /// `/nix/store/<hash>-<name>`.
+    pub fn containing(path: &str) -> Result<StorePath, StorePathError> {
+        let base = path
+            .strip_prefix(STORE_DIR)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .map(|rest| rest.split('/').next().unwrap_or_default())
+            .ok_or_else(|| StorePathError::NotInStore(path.to_owned()))?;
+        StorePath::from_basename(base)
+    }
+
     /// Parses either a full path or a basename.
     pub fn parse_lenient(s: &str) -> Result<StorePath, StorePathError> {
         if s.starts_with('/') {
@@ -219,6 +230,16 @@ impl StorePath {
     /// Whether this is a derivation (`.drv`) path.
     pub fn is_derivation(&self) -> bool {
         self.name.ends_with(".drv")
+    }
+}
+
+/// The hash part of a path as a user or a client asks about it: a store path, a path inside
+/// one, or a bare 32-character hash part. Every service and command reads paths with this.
+pub fn hash_of_query(query: &str) -> Result<StorePathHash, StorePathError> {
+    if query.starts_with('/') {
+        StorePath::containing(query).map(|p| p.hash())
+    } else {
+        query.parse()
     }
 }
 

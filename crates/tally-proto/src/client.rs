@@ -1,4 +1,10 @@
-//! Reaching a log daemon: `unix:/path` or `http://host:port`, with an optional bearer token.
+//! Reaching a daemon: `unix:/path`, `http://host:port` or `https://host:port`, with an
+//! optional bearer token.
+//!
+//! The scheme is honoured or refused, never downgraded: `https://` is TLS (rustls with
+//! ring, the system's roots, plus any CA file given to [`add_ca_file`]); `http://` is
+//! plaintext. A bearer token is never sent in clear to a host that is not loopback, unless
+//! the caller says so with [`BearerToken::allow_plaintext`].
 
 use std::fmt;
 use std::path::PathBuf;
@@ -18,8 +24,55 @@ use crate::v1::log_client::LogClient;
 pub enum Address {
     /// A Unix socket path (`unix:/run/tally/submit.sock`).
     Unix(PathBuf),
-    /// An HTTP URL (`http://127.0.0.1:7420`).
+    /// A plaintext HTTP URL (`http://127.0.0.1:7420`).
     Http(String),
+    /// An HTTPS URL (`https://log.example.org`): TLS, never plaintext.
+    Https(String),
+}
+
+impl Address {
+    /// Whether what is sent to this address can be read on the way: plaintext HTTP to a host
+    /// that is not loopback.
+    pub fn is_plaintext_remote(&self) -> bool {
+        let Address::Http(url) = self else {
+            return false;
+        };
+        let rest = url.trim_start_matches("http://");
+        let host = match rest.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => rest.split([':', '/']).next().unwrap_or_default(),
+        };
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        !loopback
+    }
+}
+
+/// Extra CA certificates (PEM) that `https://` connections trust besides the system's roots.
+static EXTRA_CA: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+
+/// Trusts the CA certificates in `path` (PEM) for every `https://` connection this process
+/// makes, besides the system's roots. Call it once, at start-up.
+pub fn add_ca_file(path: &std::path::Path) -> Result<(), ClientError> {
+    let pem = std::fs::read(path).map_err(|e| ClientError::CaFile {
+        path: path.to_owned(),
+        problem: e.to_string(),
+    })?;
+    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err(ClientError::CaFile {
+            path: path.to_owned(),
+            problem: "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+        });
+    }
+    let _ = EXTRA_CA.set(pem);
+    Ok(())
+}
+
+/// The CA certificates given to [`add_ca_file`], if any.
+pub fn extra_ca() -> Option<&'static [u8]> {
+    EXTRA_CA.get().map(Vec::as_slice)
 }
 
 /// Why an address or a connection failed.
@@ -27,8 +80,23 @@ pub enum Address {
 #[non_exhaustive]
 pub enum ClientError {
     /// The address is neither `unix:<path>` nor `http(s)://host:port`.
-    #[error("{0:?} is not an address: use unix:/path/to/socket or http://host:port")]
+    #[error(
+        "{0:?} is not an address: use unix:/path/to/socket, http://host:port or https://host:port"
+    )]
     Address(String),
+    /// A bearer token would go in clear over the network.
+    #[error(
+        "refusing to send a bearer token in clear to {0}: use https:// or a unix: socket, or allow it explicitly (--allow-plaintext-token)"
+    )]
+    PlaintextToken(String),
+    /// A CA file cannot be used.
+    #[error("CA file {path}: {problem}")]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
     /// The token cannot be sent as an HTTP header.
     #[error("the bearer token contains characters that cannot go in an HTTP header")]
     Token,
@@ -50,8 +118,10 @@ impl FromStr for Address {
                 return Err(ClientError::Address(s.to_owned()));
             }
             Ok(Address::Unix(path.into()))
-        } else if (s.starts_with("http://") || s.starts_with("https://")) && s.len() > 8 {
+        } else if s.starts_with("http://") && s.len() > "http://".len() {
             Ok(Address::Http(s.trim_end_matches('/').to_owned()))
+        } else if s.starts_with("https://") && s.len() > "https://".len() {
+            Ok(Address::Https(s.trim_end_matches('/').to_owned()))
         } else {
             Err(ClientError::Address(s.to_owned()))
         }
@@ -62,32 +132,53 @@ impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Address::Unix(p) => write!(f, "unix:{}", p.display()),
-            Address::Http(u) => f.write_str(u),
+            Address::Http(u) | Address::Https(u) => f.write_str(u),
         }
     }
 }
 
 /// Adds `authorization: Bearer <token>` when a token is set.
 #[derive(Clone, Debug, Default)]
-pub struct BearerToken(Option<MetadataValue<tonic::metadata::Ascii>>);
+pub struct BearerToken {
+    value: Option<MetadataValue<tonic::metadata::Ascii>>,
+    plaintext_allowed: bool,
+}
 
 impl BearerToken {
     /// A token to send, or none.
     pub fn new(token: Option<&str>) -> Result<BearerToken, ClientError> {
-        token
+        let value = token
             .map(|t| {
                 format!("Bearer {t}")
                     .parse()
                     .map_err(|_| ClientError::Token)
             })
-            .transpose()
-            .map(BearerToken)
+            .transpose()?;
+        Ok(BearerToken {
+            value,
+            plaintext_allowed: false,
+        })
+    }
+
+    /// Lets the token go over plaintext HTTP to a host that is not loopback (a trusted
+    /// network, or a test).
+    pub fn allow_plaintext(mut self) -> BearerToken {
+        self.plaintext_allowed = true;
+        self
+    }
+
+    /// Refuses to send this token in clear to `address`.
+    fn check(&self, address: &Address) -> Result<(), ClientError> {
+        if self.value.is_some() && !self.plaintext_allowed && address.is_plaintext_remote() {
+            return Err(ClientError::PlaintextToken(address.to_string()));
+        }
+        Ok(())
     }
 }
 
 impl Interceptor for BearerToken {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(v) = &self.0 {
+        if let Some(v) = &self.value {
             req.metadata_mut().insert("authorization", v.clone());
         }
         Ok(req)
@@ -118,6 +209,7 @@ fn aggregator_client(channel: Channel) -> AggregatorClient {
 
 /// Connects to a log daemon.
 pub async fn connect(address: &Address, token: BearerToken) -> Result<Client, ClientError> {
+    token.check(address)?;
     let channel = channel(address).await?;
     Ok(LogClient::with_interceptor(channel, token)
         .max_decoding_message_size(64 << 20)
@@ -138,6 +230,20 @@ fn endpoint(address: &Address) -> Result<Endpoint, ClientError> {
         Address::Http(url) => Endpoint::from_shared(url.clone())
             .map_err(|_| ClientError::Address(url.clone()))?
             .tcp_nodelay(true),
+        Address::Https(url) => {
+            let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
+            if let Some(pem) = extra_ca() {
+                tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+            }
+            Endpoint::from_shared(url.clone())
+                .map_err(|_| ClientError::Address(url.clone()))?
+                .tcp_nodelay(true)
+                .tls_config(tls)
+                .map_err(|source| ClientError::Connect {
+                    address: url.clone(),
+                    source,
+                })?
+        }
         // The URI is required by the API but unused: the connector dials the socket.
         Address::Unix(_) => Endpoint::from_static("http://localhost"),
     };
@@ -164,7 +270,7 @@ fn unix_connector(
 pub async fn channel(address: &Address) -> Result<Channel, ClientError> {
     let endpoint = endpoint(address)?;
     let connected = match address {
-        Address::Http(_) => endpoint.connect().await,
+        Address::Http(_) | Address::Https(_) => endpoint.connect().await,
         Address::Unix(path) => {
             endpoint
                 .connect_with_connector(unix_connector(path.clone()))
@@ -182,7 +288,7 @@ pub async fn channel(address: &Address) -> Result<Channel, ClientError> {
 pub fn lazy_channel(address: &Address) -> Result<Channel, ClientError> {
     let endpoint = endpoint(address)?;
     Ok(match address {
-        Address::Http(_) => endpoint.connect_lazy(),
+        Address::Http(_) | Address::Https(_) => endpoint.connect_lazy(),
         Address::Unix(path) => endpoint.connect_with_connector_lazy(unix_connector(path.clone())),
     })
 }
@@ -193,4 +299,39 @@ pub fn submit_conflicts(status: &tonic::Status) -> Option<crate::v1::SubmitConfl
     (status.code() == tonic::Code::AlreadyExists)
         .then(|| crate::v1::SubmitConflicts::decode(status.details()).ok())
         .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes_are_kept_and_tokens_stay_off_the_network_in_clear() {
+        let https: Address = "https://log.example.org/".parse().unwrap();
+        assert_eq!(https, Address::Https("https://log.example.org".into()));
+        assert!(matches!(
+            "ftp://x".parse::<Address>(),
+            Err(ClientError::Address(_))
+        ));
+        let token = BearerToken::new(Some("secret")).unwrap();
+        for (addr, refused) in [
+            ("http://log.example.org:7420", true),
+            ("http://10.0.0.1:7420", true),
+            ("http://127.0.0.1:7420", false),
+            ("http://[::1]:7420", false),
+            ("http://localhost:7420", false),
+            ("https://log.example.org", false),
+            ("unix:/run/tally/log.sock", false),
+        ] {
+            let a: Address = addr.parse().unwrap();
+            assert_eq!(token.check(&a).is_err(), refused, "{addr}");
+        }
+        let allowed = token.allow_plaintext();
+        assert!(allowed.check(&"http://10.0.0.1:1".parse().unwrap()).is_ok());
+        assert!(
+            BearerToken::default()
+                .check(&"http://10.0.0.1:1".parse().unwrap())
+                .is_ok()
+        );
+    }
 }

@@ -3,9 +3,9 @@
 //! Wire to core is fallible (`TryFrom`): a peer may send hashes of the wrong length.
 
 use tally_core::answer::{AnswerEntry, LogAnswer};
-use tally_core::evidence::{Bundle, QueryBundle, QueryLog};
+use tally_core::index::{IndexedVote, PathAnswer, VoteKind};
 use tally_core::map::{MapKey, MapProof, MapValue, Terminal};
-use tally_core::policy::{Candidate, Policy, Verdict};
+use tally_core::policy::{Candidate, Verdict};
 use tally_core::report::Reproducibility;
 use tally_core::store_path::StorePathHash;
 use tally_core::tlog::{ConsistencyProof, InclusionProof};
@@ -161,6 +161,7 @@ impl TryFrom<&v1::LookupResponse> for LogAnswer {
 impl From<&Candidate> for v1::Candidate {
     fn from(c: &Candidate) -> Self {
         v1::Candidate {
+            output_path: c.output_path.to_string(),
             nar_hash: c.nar_hash.to_string(),
             nar_size: c.nar_size,
             references: c.references.iter().map(|r| r.basename()).collect(),
@@ -173,6 +174,8 @@ impl TryFrom<&v1::Candidate> for Candidate {
     type Error = WireError;
     fn try_from(c: &v1::Candidate) -> Result<Self, WireError> {
         Ok(Candidate {
+            output_path: StorePath::parse(&c.output_path)
+                .map_err(|_| WireError::Invalid("candidate output_path"))?,
             nar_hash: c
                 .nar_hash
                 .parse()
@@ -279,42 +282,74 @@ impl From<&LogAnswer> for v1::LookupResponse {
     }
 }
 
-/// The offline bundle for one path a `Query` with proofs answered: every log's proof, the
-/// policy applied and the verdict claimed, for `tally verify`.
-pub fn query_bundle(policy: Policy, r: &v1::PathVerdict) -> Result<Bundle, WireError> {
-    let path = if r.path.starts_with('/') {
-        StorePath::parse(&r.path).map(|p| p.hash()).ok()
-    } else {
-        r.path.parse::<StorePathHash>().ok()
+impl From<&PathAnswer> for v1::PathVerdict {
+    fn from(a: &PathAnswer) -> Self {
+        let mut out = v1::PathVerdict {
+            path: a.path.clone(),
+            logs: a
+                .votes
+                .iter()
+                .map(|v| v1::LogVote {
+                    origin: v.origin.to_string(),
+                    vote: match v.vote {
+                        VoteKind::Present => v1::Vote::Present,
+                        VoteKind::Absent => v1::Vote::Absent,
+                        VoteKind::Unavailable => v1::Vote::Unavailable,
+                    }
+                    .into(),
+                    reason: v.reason.clone(),
+                    proof: v.proof.as_ref().map(Into::into),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        out.set_reproducibility(a.reproducibility.into());
+        set_verdict(&mut out, &a.verdict);
+        out
     }
-    .ok_or(WireError::Invalid("path"))?;
-    let logs = r
-        .logs
-        .iter()
-        .map(|l| {
-            let origin = KeyName::new(&l.origin).map_err(|_| WireError::Invalid("vote origin"))?;
-            Ok(match (&l.proof, l.vote()) {
-                (Some(p), v1::Vote::Present | v1::Vote::Absent) => QueryLog {
+}
+
+impl TryFrom<&v1::PathVerdict> for PathAnswer {
+    type Error = WireError;
+    /// A proof that does not convert is dropped and said so in the vote's reason: a consumer
+    /// then does not count that vote, and the rest of the answer stays usable.
+    fn try_from(r: &v1::PathVerdict) -> Result<Self, WireError> {
+        let hash = if r.path.starts_with('/') {
+            StorePath::parse(&r.path).map(|p| p.hash()).ok()
+        } else {
+            r.path.parse::<StorePathHash>().ok()
+        }
+        .ok_or(WireError::Invalid("path"))?;
+        let votes = r
+            .logs
+            .iter()
+            .map(|l| {
+                let origin =
+                    KeyName::new(&l.origin).map_err(|_| WireError::Invalid("vote origin"))?;
+                let vote = match l.vote() {
+                    v1::Vote::Present => VoteKind::Present,
+                    v1::Vote::Absent => VoteKind::Absent,
+                    v1::Vote::Unavailable | v1::Vote::Unspecified => VoteKind::Unavailable,
+                };
+                let (proof, reason) = match l.proof.as_ref().map(LogAnswer::try_from) {
+                    None => (None, l.reason.clone()),
+                    Some(Ok(p)) => (Some(p), l.reason.clone()),
+                    Some(Err(e)) => (None, format!("malformed proof: {e}")),
+                };
+                Ok(IndexedVote {
                     origin,
-                    answer: Some(LogAnswer::try_from(p)?),
-                    unavailable: None,
-                },
-                _ => QueryLog {
-                    origin,
-                    answer: None,
-                    unavailable: Some(if l.reason.is_empty() {
-                        "unavailable".into()
-                    } else {
-                        l.reason.clone()
-                    }),
-                },
+                    vote,
+                    reason,
+                    proof,
+                })
             })
+            .collect::<Result<Vec<_>, WireError>>()?;
+        Ok(PathAnswer {
+            path: r.path.clone(),
+            hash,
+            votes,
+            verdict: verdict(r)?,
+            reproducibility: reproducibility(r)?,
         })
-        .collect::<Result<Vec<_>, WireError>>()?;
-    Ok(Bundle::Query(QueryBundle {
-        path,
-        policy,
-        logs,
-        verdict: verdict(r)?,
-    }))
+    }
 }

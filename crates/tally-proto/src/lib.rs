@@ -11,7 +11,7 @@
 pub mod client;
 mod convert;
 
-pub use convert::{WireError, query_bundle, reproducibility, set_verdict, verdict};
+pub use convert::{WireError, reproducibility, set_verdict, verdict};
 
 /// Generated code for package `tally.v1`.
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]

@@ -9,6 +9,7 @@
 mod commands;
 mod config;
 mod output;
+mod paths;
 mod progress;
 mod runtime;
 

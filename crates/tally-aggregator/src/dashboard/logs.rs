@@ -28,6 +28,8 @@ struct LogRow {
     origin: String,
     name: String,
     urls: Vec<String>,
+    /// Each URL's state, in the order of `urls`: `ok`, `unreachable: …` or `faulty: …`.
+    url_states: Vec<String>,
     state: String,
     detail: String,
     verified_size: u64,
@@ -61,6 +63,7 @@ fn model(s: &Shared) -> Result<LogsPage, StoreError> {
             origin: status.origin,
             name: status.name,
             urls: status.urls,
+            url_states: status.url_states,
             state: status.state,
             detail: status.detail,
             verified_size: status.verified_size,
@@ -89,6 +92,27 @@ fn model(s: &Shared) -> Result<LogsPage, StoreError> {
             })
             .collect(),
     })
+}
+
+/// Each URL and its state, when one is not fine: a mirror serving data that does not match
+/// the log's signatures is shown, not blamed on the log.
+fn urls(l: &LogRow) -> String {
+    if l.url_states.iter().all(|s| s == "ok") {
+        return String::new();
+    }
+    l.urls
+        .iter()
+        .zip(&l.url_states)
+        .map(|(u, s)| {
+            let class = s.split(':').next().unwrap_or_default();
+            format!(
+                "<br><small><code>{}</code> <span class=\"{}\">{}</span></small>",
+                esc(u),
+                esc(class),
+                esc(s)
+            )
+        })
+        .collect()
 }
 
 fn render(m: &LogsPage) -> String {
@@ -127,7 +151,7 @@ fn render(m: &LogsPage) -> String {
                 String::new()
             } else {
                 format!("<br><small>{}</small>", esc(&l.detail))
-            },
+            } + &urls(l),
             l.verified_size,
             l.lag,
         );

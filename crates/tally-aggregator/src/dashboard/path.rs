@@ -6,13 +6,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Serialize;
-use tally_core::answer::{LogAnswer, Verified};
+use tally_core::answer::Verified;
 use tally_core::evidence::BundleFile;
 use tally_core::policy::Verdict;
 use tally_core::report::Reproducibility;
 use tally_core::tiles::{TILE_WIDTH, TileKind, TilePath};
 use tally_core::{AttestationFields, StorePathHash};
-use tally_proto::v1;
 
 use super::html::{self, Html, esc, w};
 use super::{attachment, blocking, problem, respond};
@@ -70,23 +69,17 @@ fn model(s: &Shared, hash: StorePathHash) -> Result<PathPage, String> {
     let v = verdicts.first().ok_or("no answer")?;
     let mut path = None;
     let mut logs = Vec::new();
-    for l in &v.logs {
-        let vote = match l.vote() {
-            v1::Vote::Present => "present",
-            v1::Vote::Absent => "absent",
-            _ => "unavailable",
-        };
+    for l in &v.votes {
+        let vote = l.vote.name();
         // Shown only as verified with the log's key, like any client would check it.
         let key = s
             .logs
             .iter()
-            .find(|c| c.origin.as_str() == l.origin)
+            .find(|c| c.origin == l.origin)
             .map(|c| &c.vkey);
         let verified = match (&l.proof, key) {
             (Some(p), Some(key)) => Some(
-                LogAnswer::try_from(p)
-                    .map_err(|e| format!("{}: {e}", l.origin))?
-                    .verify(key, &hash)
+                p.verify(key, &hash)
                     .map_err(|e| format!("{}: {e}", l.origin))?,
             ),
             _ => None,
@@ -105,7 +98,7 @@ fn model(s: &Shared, hash: StorePathHash) -> Result<PathPage, String> {
             (Some(index), Some(size)) => s
                 .logs
                 .iter()
-                .find(|c| c.origin.as_str() == l.origin)
+                .find(|c| c.origin == l.origin)
                 .and_then(|c| c.urls.iter().find(|u| u.starts_with("http")))
                 .and_then(|base| {
                     let tile = TilePath::for_tree(TileKind::Entries, index / TILE_WIDTH, size)?;
@@ -114,7 +107,7 @@ fn model(s: &Shared, hash: StorePathHash) -> Result<PathPage, String> {
             _ => None,
         };
         logs.push(PathLog {
-            origin: l.origin.clone(),
+            origin: l.origin.to_string(),
             vote,
             reason: l.reason.clone(),
             checkpoint_size,
@@ -126,13 +119,13 @@ fn model(s: &Shared, hash: StorePathHash) -> Result<PathPage, String> {
     Ok(PathPage {
         hash: hash.to_string(),
         path,
-        reproducibility: tally_proto::reproducibility(v).map_err(|e| e.to_string())?,
+        reproducibility: v.reproducibility,
         policy: s.policy.to_string(),
-        verdict: tally_proto::verdict(v).map_err(|e| e.to_string())?,
+        verdict: v.verdict.clone(),
         logs,
-        proofs: BundleFile::new(
-            tally_proto::query_bundle(s.policy.clone(), v).map_err(|e| e.to_string())?,
-        ),
+        proofs: BundleFile::new(tally_core::evidence::Bundle::Query(
+            v.bundle(s.policy.clone()),
+        )),
     })
 }
 
@@ -202,8 +195,9 @@ fn render(m: &PathPage) -> String {
     w!(
         h,
         "</table><p><a href=\"/path/{0}/proofs.json\" download>Download the proofs</a>: every \
-         log's signed checkpoint and inclusion or absence proof. Check them offline with \
-         <code>tally verify proofs.json --vkey …</code>.</p>",
+         log's signed checkpoint and inclusion or absence proof. Decide it yourself, offline, \
+         under your own trust policy: <code>tally verify proofs.json --policy-file \
+         trust.policy</code>.</p>",
         esc(&m.hash)
     );
     html::page("Path", "", &h)

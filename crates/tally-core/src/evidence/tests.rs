@@ -1,71 +1,9 @@
 use super::*;
-use crate::answer::AnswerEntry;
-use crate::checkpoint::Checkpoint;
+use crate::decision::Uncached;
 use crate::keys::SigningKey;
-use crate::map::MapKey;
+use crate::replay::Replay;
 use crate::sample;
-use crate::tlog::HashReader as _;
-
-/// A log in memory that signs checkpoints and answers lookups.
-struct TestLog {
-    key: SigningKey,
-    replay: Replay,
-    entries: Vec<Vec<u8>>,
-}
-
-impl TestLog {
-    fn new(name: &str, seed: u8) -> TestLog {
-        TestLog {
-            key: SigningKey::from_seed(KeyName::new(name).unwrap(), [seed; 32]),
-            replay: Replay::new(),
-            entries: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, a: &Attestation) {
-        self.replay.push(a.as_bytes());
-        self.entries.push(a.as_bytes().to_vec());
-    }
-
-    fn checkpoint(&mut self) -> String {
-        let root = self.replay.map_root();
-        self.checkpoint_with_map(root)
-    }
-
-    fn checkpoint_with_map(&mut self, map_root: Hash) -> String {
-        let c = Checkpoint {
-            origin: self.key.name().clone(),
-            tree: self.replay.tree_head(),
-            map_root,
-        };
-        String::from_utf8(SignedCheckpoint::sign(c, &self.key).unwrap().to_bytes()).unwrap()
-    }
-
-    fn answer(&mut self, path: &StorePathHash) -> LogAnswer {
-        let checkpoint = self.checkpoint();
-        let proof = self.replay.map_proof(&MapKey::for_path(path));
-        let size = self.replay.size();
-        let present = match &proof.terminal {
-            crate::map::Terminal::Leaf { key, value } if *key == MapKey::for_path(path) => {
-                Some(value.leaf_index)
-            }
-            _ => None,
-        };
-        LogAnswer {
-            checkpoint,
-            map_proof: proof,
-            entry: present.map(|i| AnswerEntry {
-                index: i,
-                data: self.entries[i as usize].clone(),
-            }),
-            inclusion_proof: present.map(|i| self.replay.inclusion_proof(i, size).unwrap()),
-        }
-    }
-
-    fn vkey(&self) -> VerifyingKey {
-        self.key.verifying_key()
-    }
-}
+use crate::test_log::TestLog;
 
 fn roundtrip(b: Bundle) -> BundleFile {
     let json = serde_json::to_string(&BundleFile::new(b)).unwrap();
@@ -116,6 +54,17 @@ fn fork_of_two_views() {
         ..fork.clone()
     };
     assert!(Bundle::Fork(same).verify(&[honest.vkey()]).is_err());
+    // Two map roots signed for one tree are a fork of the map.
+    let map_fork = Fork {
+        a: a.clone(),
+        b: honest.checkpoint_with_map(Hash::of(b"another map")),
+        at: 9,
+        path_a: Vec::new(),
+        path_b: Vec::new(),
+        ..fork.clone()
+    };
+    let p = Bundle::Fork(map_fork).verify(&[honest.vkey()]).unwrap();
+    assert!(p.claim.contains("two map roots"), "{}", p.claim);
     // Another key cannot be framed.
     let stranger = SigningKey::from_seed(KeyName::new("fork.example/log").unwrap(), [9; 32]);
     assert!(
@@ -126,57 +75,137 @@ fn fork_of_two_views() {
 }
 
 #[test]
-fn bad_entries_and_bad_map_roots() {
+fn bad_entries_prove_nothing() {
+    // Anyone can take a log's public checkpoint and pair it with bytes of their choosing.
     let mut log = TestLog::new("bad.example/log", 2);
     for i in 0..10 {
         log.push(&sample::attestation(i));
     }
-    let checkpoint = log.checkpoint();
-    let mut served = log.entries[4..8].to_vec();
-    served[1] = sample::attestation(55).as_bytes().to_vec();
-    let peaks = log.replay.read_hashes(&tlog::peak_ids(4)).unwrap();
-    let bad = BadEntries {
+    let forged = BadEntries {
         origin: log.key.name().clone(),
-        checkpoint: checkpoint.clone(),
-        start: 4,
-        peaks,
-        path_start: log.replay.prefix_path(4, 10).unwrap(),
-        entries: served,
-        path_end: log.replay.prefix_path(8, 10).unwrap(),
+        checkpoint: log.checkpoint(),
+        start: 0,
+        peaks: Vec::new(),
+        path_start: Vec::new(),
+        entries: vec![b"arbitrary bytes".to_vec()],
+        path_end: log.replay.prefix_path(1, 10).unwrap(),
     };
-    roundtrip(Bundle::BadEntries(bad.clone()))
+    let err = roundtrip(Bundle::BadEntries(forged))
         .verify(&[log.vkey()])
-        .unwrap();
-    let honest = BadEntries {
-        entries: log.entries[4..8].to_vec(),
-        ..bad.clone()
-    };
-    assert!(matches!(
-        Bundle::BadEntries(honest).verify(&[log.vkey()]),
-        Err(EvidenceError::NotProven(_))
-    ));
-
-    // A map root that is not the replay.
-    let lie = log.checkpoint_with_map(Hash::of(b"made up"));
-    let bad_map = BadMapRoot {
-        origin: log.key.name().clone(),
-        checkpoint: lie,
-        entries: log.entries.clone(),
-    };
-    roundtrip(Bundle::BadMapRoot(bad_map.clone()))
-        .verify(&[log.vkey()])
-        .unwrap();
-    let truthful = BadMapRoot {
-        checkpoint,
-        ..bad_map.clone()
-    };
-    assert!(Bundle::BadMapRoot(truthful).verify(&[log.vkey()]).is_err());
-    let mut altered = bad_map;
-    altered.entries[3] = sample::attestation(77).as_bytes().to_vec();
+        .unwrap_err();
     assert!(
-        Bundle::BadMapRoot(altered).verify(&[log.vkey()]).is_err(),
-        "entries must be the signed tree"
+        matches!(&err, EvidenceError::NotProven(why) if why.contains("not the log's statement")),
+        "{err}"
     );
+}
+
+/// A log whose tree holds `entries` but whose signed map is the replay of `map_entries`.
+fn lying_map(entries: &[Attestation], map_entries: &[Attestation]) -> (TestLog, String, Replay) {
+    let mut log = TestLog::new("map.example/log", 3);
+    for a in entries {
+        log.push(a);
+    }
+    let mut map = Replay::new();
+    for a in map_entries {
+        map.push(a.as_bytes());
+    }
+    let checkpoint = log.checkpoint_with_map(map.map_root());
+    (log, checkpoint, map)
+}
+
+fn bad_map(
+    log: &TestLog,
+    checkpoint: &str,
+    map: &mut Replay,
+    path: u64,
+    entry: Option<u64>,
+) -> BadMapRoot {
+    let path = sample::output_path(path).hash();
+    BadMapRoot {
+        origin: log.key.name().clone(),
+        checkpoint: checkpoint.to_owned(),
+        path,
+        map_proof: map.map_proof(&MapKey::for_path(&path)),
+        entry: entry.map(|i| ProvenEntry {
+            entry: log.entries[i as usize].clone(),
+            inclusion_proof: log
+                .replay
+                .inclusion_proof(i, log.entries.len() as u64)
+                .unwrap(),
+        }),
+    }
+}
+
+#[test]
+fn bad_map_roots_are_proven_by_one_entry_and_the_logs_own_map_proof() {
+    let honest: Vec<Attestation> = (0..10).map(sample::attestation).collect();
+    let keys = |log: &TestLog| vec![log.vkey()];
+
+    // The map hides entry 3's path.
+    let mut hidden = honest.clone();
+    hidden[3] = sample::attestation(50);
+    let (log, cp, mut map) = lying_map(&honest, &hidden);
+    let b = bad_map(&log, &cp, &mut map, 3, Some(3));
+    let p = roundtrip(Bundle::BadMapRoot(b.clone()))
+        .verify(&keys(&log))
+        .unwrap();
+    assert!(p.claim.contains("absent"), "{}", p.claim);
+    assert_eq!(p.misbehaving, [log.key.name().clone()]);
+    // The same proof with an entry that does not attest the path proves nothing.
+    let unrelated = bad_map(&log, &cp, &mut map, 3, Some(4));
+    assert!(Bundle::BadMapRoot(unrelated).verify(&keys(&log)).is_err());
+    // An entry that is not in the signed tree is refused.
+    let mut forged = b;
+    forged.entry.as_mut().unwrap().inclusion_proof.index = 5;
+    assert!(Bundle::BadMapRoot(forged).verify(&keys(&log)).is_err());
+
+    // The map points at a later attestation of the path than the first.
+    let mut twice = honest.clone();
+    twice[6] = sample::attestation(2);
+    let mut later = twice.clone();
+    later[2] = sample::attestation(60);
+    let (log, cp, mut map) = lying_map(&twice, &later);
+    let p = Bundle::BadMapRoot(bad_map(&log, &cp, &mut map, 2, Some(2)))
+        .verify(&keys(&log))
+        .unwrap();
+    assert!(p.claim.contains("first"), "{}", p.claim);
+
+    // The map binds the path to the right index, but to other bytes.
+    let mut other_bytes = honest.clone();
+    other_bytes[7] = sample::attestation_with_nar(7, Hash::of(b"other"));
+    let (log, cp, mut map) = lying_map(&honest, &other_bytes);
+    let p = Bundle::BadMapRoot(bad_map(&log, &cp, &mut map, 7, Some(7)))
+        .verify(&keys(&log))
+        .unwrap();
+    assert!(p.claim.contains("entry 7"), "{}", p.claim);
+
+    // The map binds a path to an index beyond the tree.
+    let mut longer = honest.clone();
+    longer.push(sample::attestation(70));
+    let (log, cp, mut map) = lying_map(&honest, &longer);
+    let p = Bundle::BadMapRoot(bad_map(&log, &cp, &mut map, 70, None))
+        .verify(&keys(&log))
+        .unwrap();
+    assert!(p.claim.contains("beyond"), "{}", p.claim);
+
+    // An honest log's map and entries are consistent: nothing is proven.
+    let (log, cp, mut map) = lying_map(&honest, &honest);
+    for (path, entry) in [(3, Some(3)), (3, Some(4)), (70, None)] {
+        assert!(matches!(
+            Bundle::BadMapRoot(bad_map(&log, &cp, &mut map, path, entry)).verify(&keys(&log)),
+            Err(EvidenceError::NotProven(_))
+        ));
+    }
+    // The proof is a few kilobytes, whatever the log's size.
+    let json = serde_json::to_string(&BundleFile::new(Bundle::BadMapRoot(bad_map(
+        &log,
+        &cp,
+        &mut map,
+        3,
+        Some(3),
+    ))))
+    .unwrap();
+    assert!(json.len() < 8192, "{}", json.len());
 }
 
 #[test]
@@ -240,7 +269,7 @@ fn contradictions_and_disagreements() {
 }
 
 #[test]
-fn query_bundles_recompute_the_verdict() {
+fn query_bundles_are_decided_under_the_verifiers_policy() {
     let mut logs: Vec<TestLog> = (0..3)
         .map(|i| TestLog::new(&format!("q{i}.example/log"), 10 + i as u8))
         .collect();
@@ -257,77 +286,56 @@ fn query_bundles_recompute_the_verdict() {
             unavailable: None,
         })
         .collect();
-    let votes: Vec<(KeyName, Vote)> = entries
-        .iter()
-        .zip(&keys)
-        .map(
-            |(e, k)| match e.answer.as_ref().unwrap().verify(k, &path).unwrap() {
-                Verified::Present { attestation, .. } => {
-                    (e.origin.clone(), Vote::Present(attestation))
-                }
-                Verified::Absent { .. } => (e.origin.clone(), Vote::Absent),
-            },
-        )
-        .collect();
-    let default = Policy::default();
-    let tolerant: Policy = "2-of-3,dissent=1".parse().unwrap();
-    let disputed = QueryBundle {
+    let bundle = QueryBundle {
         path,
-        policy: default.clone(),
+        policy: "1-of-3".parse().unwrap(),
         logs: entries.clone(),
-        verdict: default.decide(&votes),
+        verdict: Verdict::Unknown {
+            reason: "whatever the bundle says".into(),
+        },
     };
-    assert_eq!(disputed.verdict.status(), "disputed");
-    roundtrip(Bundle::Query(disputed.clone()))
-        .verify(&keys)
-        .unwrap();
-    let trusted = QueryBundle {
-        policy: tolerant.clone(),
-        verdict: tolerant.decide(&votes),
-        ..disputed.clone()
+    // The bundle's own policy and verdict play no part.
+    let strict = TrustPolicy::of_keys(&keys, Policy::default()).unwrap();
+    let decided = roundtrip(Bundle::Query(bundle.clone()));
+    let Bundle::Query(q) = &decided.bundle else {
+        panic!()
     };
-    assert_eq!(trusted.verdict.status(), "trusted");
-    trusted_bundle_verifies(&trusted, &keys);
-
-    // Claiming "trusted" under the default policy is caught.
-    let lie = QueryBundle {
-        verdict: trusted.verdict.clone(),
-        ..disputed.clone()
-    };
-    assert!(matches!(
-        Bundle::Query(lie).verify(&keys),
-        Err(EvidenceError::NotProven(_))
-    ));
-    // Hiding the dissenter as "unavailable" is possible, but shows as a caveat.
-    let mut hidden = trusted.clone();
+    assert_eq!(q.decide(&strict, &Uncached).verdict.status(), "disputed");
+    let tolerant = TrustPolicy::of_keys(&keys, "2-of-3,dissent=1".parse().unwrap()).unwrap();
+    assert_eq!(q.decide(&tolerant, &Uncached).verdict.status(), "trusted");
+    // Hiding the dissenter as "unavailable" leaves two verified supporters: the verifier's
+    // quorum of two is met, and the hidden log shows as missing, not as support.
+    let mut hidden = bundle.clone();
     hidden.logs[2] = QueryLog {
         origin: hidden.logs[2].origin.clone(),
         answer: None,
         unavailable: Some("down".into()),
     };
-    hidden.verdict = tolerant.decide(&[
-        votes[0].clone(),
-        votes[1].clone(),
-        (votes[2].0.clone(), Vote::Unavailable("down".into())),
-    ]);
-    let p = Bundle::Query(hidden).verify(&keys).unwrap();
-    assert_eq!(p.caveats.len(), 1);
-}
-
-fn trusted_bundle_verifies(b: &QueryBundle, keys: &[VerifyingKey]) {
-    let p = roundtrip(Bundle::Query(b.clone())).verify(keys).unwrap();
-    assert!(p.claim.contains("trusted"), "{}", p.claim);
-    assert!(p.caveats.is_empty());
+    let d = hidden.decide(&strict, &Uncached);
+    assert_eq!(d.verdict.status(), "trusted");
+    assert!(matches!(
+        d.votes[2].counted,
+        crate::decision::Counted::Missing(_)
+    ));
+    // Under "all", the hidden log means no verdict of trust.
+    let all = TrustPolicy::of_keys(&keys, "all".parse().unwrap()).unwrap();
+    assert_ne!(hidden.decide(&all, &Uncached).verdict.status(), "trusted");
+    // A query bundle proves nothing by itself.
+    assert!(Bundle::Query(bundle).verify(&keys).is_err());
 }
 
 #[test]
 fn version_is_checked() {
     let mut log = TestLog::new("v.example/log", 6);
     log.push(&sample::attestation(1));
-    let mut file = BundleFile::new(Bundle::BadMapRoot(BadMapRoot {
+    let checkpoint = log.checkpoint();
+    let mut file = BundleFile::new(Bundle::Fork(Fork {
         origin: log.key.name().clone(),
-        checkpoint: log.checkpoint(),
-        entries: log.entries.clone(),
+        a: checkpoint.clone(),
+        b: checkpoint,
+        at: 1,
+        path_a: Vec::new(),
+        path_b: Vec::new(),
     }));
     file.version = "tally-bundle/v0".into();
     assert!(matches!(

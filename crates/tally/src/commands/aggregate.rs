@@ -52,6 +52,9 @@ pub(crate) struct Args {
 /// Reads and checks an aggregator config file.
 pub(super) fn load(path: &std::path::Path) -> anyhow::Result<tally_aggregator::Config> {
     let config: tally_aggregator::Config = config::load(path)?;
+    let config = config
+        .read_policy_file()
+        .with_context(|| format!("config file {}", path.display()))?;
     config
         .validate()
         .with_context(|| format!("config file {}", path.display()))?;
@@ -82,7 +85,7 @@ pub(crate) fn run(cmd: Command, json: bool) -> anyhow::Result<ExitCode> {
             let mut fields = serde_json::Map::new();
             fields.insert("logs".into(), serde_json::json!(config.origins()));
             args.report(
-                &format!("{} logs, policy {}", config.logs.len(), config.policy),
+                &format!("{} logs, policy {}", config.logs.len(), config.policy()),
                 skipped,
                 fields,
                 json,

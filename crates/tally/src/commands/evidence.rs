@@ -5,7 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use tally_core::VerifyingKey;
-use tally_core::evidence::BundleFile;
+use tally_core::decision::Uncached;
+use tally_core::evidence::{Bundle, BundleFile};
+use tally_core::policy::Policy;
+use tally_core::trust::TrustPolicy;
 use tally_proto::client::{self, Address};
 use tally_proto::v1;
 
@@ -36,26 +39,37 @@ pub(crate) struct EvidenceArgs {
 
 /// Check an evidence or query bundle offline.
 ///
-/// Exits 0 if the bundle proves its claim (a fork, bad data, a contradiction, a
-/// disagreement, or a query's verdict), using nothing but the logs' public keys; exits 1 and
-/// says why otherwise. A file may hold one bundle or a JSON list of them.
+/// Evidence bundles (a fork, a wrong map root, a contradiction, a disagreement) prove their
+/// claim with nothing but the logs' public keys: exits 0 if the bundle proves it. A query
+/// bundle (from `tally query --evidence`) carries each log's answer about a path; it is
+/// decided under YOUR trust policy (--policy-file, or the --vkey keys with --policy), never
+/// the policy or verdict the bundle names: each log counts once, answers from logs outside
+/// your policy or failing any check do not count, and it prints "trusted" and exits 0 only
+/// when the verified answers meet your quorum. A file may hold one bundle or a JSON list.
 ///
 /// Examples:
 ///
 ///   tally verify evidence/3-fork.json --vkey 'builder1.example.org/tally+0ebe49a9+ASFS…'
 ///
-///   tally verify hello.json --vkey-file federation.keys
+///   tally verify hello.json --policy-file trust.policy
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct VerifyArgs {
     /// The bundle file.
     file: PathBuf,
+    /// Your trust policy: its logs' keys check evidence, and it decides query bundles.
+    #[arg(long, env = "TALLY_POLICY_FILE", value_name = "FILE")]
+    policy_file: Option<PathBuf>,
     /// A log's public key (note verifier key or Nix public key); repeat for each log.
     #[arg(long)]
     vkey: Vec<VerifyingKey>,
     /// A file of public keys, one per line.
     #[arg(long)]
     vkey_file: Option<PathBuf>,
+    /// The attestation quorum for query bundles (default: the policy file's, or majority of
+    /// the --vkey keys).
+    #[arg(long)]
+    policy: Option<Policy>,
 }
 
 pub(crate) fn evidence(args: EvidenceArgs, json: bool) -> anyhow::Result<ExitCode> {
@@ -119,6 +133,21 @@ pub(crate) fn verify(args: VerifyArgs, json: bool) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    let trust = match &args.policy_file {
+        Some(file) => {
+            let trust = super::query::read_policy(file)?;
+            keys.extend(trust.logs().iter().map(|l| l.key.clone()));
+            match &args.policy {
+                Some(q) => Some(trust.with_attest(q.clone())?),
+                None => Some(trust),
+            }
+        }
+        None if keys.is_empty() => None,
+        None => Some(
+            TrustPolicy::of_keys(&keys, args.policy.clone().unwrap_or_default())
+                .context("the --vkey keys as a trust policy")?,
+        ),
+    };
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
     let bundles: Vec<BundleFile> = if text.trim_start().starts_with('[') {
@@ -130,6 +159,39 @@ pub(crate) fn verify(args: VerifyArgs, json: bool) -> anyhow::Result<ExitCode> {
     let mut ok = true;
     let mut results = Vec::new();
     for b in &bundles {
+        if let Bundle::Query(q) = &b.bundle {
+            let Some(trust) = &trust else {
+                anyhow::bail!(
+                    "a query bundle is decided under your own trust policy: pass --policy-file \
+                     (or the logs' keys with --vkey)"
+                );
+            };
+            let d = q.decide(trust, &Uncached);
+            let trusted = d.verdict.status() == "trusted";
+            ok &= trusted;
+            let counted: Vec<serde_json::Value> = d
+                .votes
+                .iter()
+                .map(|v| serde_json::json!({"origin": v.origin, "vote": v.counted.name(), "verified": v.counted.verified(), "detail": v.counted.to_string()}))
+                .collect();
+            if !json {
+                outln!(
+                    "{}: {} under your policy ({trust}); the bundle claimed {} under {}",
+                    q.path,
+                    d.verdict.status(),
+                    q.verdict.status(),
+                    q.policy
+                );
+                for v in &d.votes {
+                    outln!("  {:<40} {}", v.origin, v.counted);
+                }
+                for i in &d.ignored {
+                    outln!("  not counted: {} ({})", i.origin, i.why);
+                }
+            }
+            results.push(serde_json::json!({"kind": "query", "path": q.path, "status": d.verdict.status(), "trusted": trusted, "verdict": d.verdict, "votes": counted, "ignored": d.ignored.iter().map(|i| serde_json::json!({"origin": i.origin, "why": i.why})).collect::<Vec<_>>()}));
+            continue;
+        }
         match b.verify(&keys) {
             Ok(p) => {
                 if !json {

@@ -10,7 +10,7 @@ use tally_cache::upstream::{BinaryCacheUrl, UpstreamError, Upstreams};
 use tally_core::report::PathList;
 use tally_core::{Attestation, StorePath};
 use tally_nix::narinfo::NarInfo;
-use tally_proto::client::{self, Address, Client};
+use tally_proto::client::Client;
 use tally_proto::v1;
 use tokio::sync::{Mutex, mpsc};
 
@@ -25,6 +25,10 @@ use crate::runtime;
 /// `out` of `<name>.drv`, `<name>-dev` is its `dev`), and recorded as unknown when there is no
 /// deriver or the name does not follow the rule (docs/formats.md).
 ///
+/// Each narinfo must carry a valid signature by one of the --trusted-public-key keys (as Nix
+/// checks them with require-sigs); an unsigned or wrongly signed one fails, unless
+/// --no-check-sigs is given.
+///
 /// Paths the log already attests are skipped without asking the cache, so running the same
 /// command again resumes an interrupted import. Requests run --jobs at a time; failed ones
 /// are retried with backoff. Ends with a summary: imported, already present, missing
@@ -34,22 +38,19 @@ use crate::runtime;
 ///
 ///   nix-store -qR /run/current-system > closure.txt
 ///   tally import --from-cache https://cache.nixos.org --log unix:/run/tally/log.sock \
+///       --trusted-public-key cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY= \
 ///       --paths closure.txt
 ///
 ///   tally import --from-cache file:///srv/cache --log http://127.0.0.1:7420 \
-///       --token-file submit.token /nix/store/7wm0…-hello-2.12.1
+///       --token-file submit.token --no-check-sigs /nix/store/7wm0…-hello-2.12.1
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct Args {
     /// The binary cache: https://…, http://… or file:///path.
     #[arg(long, value_name = "URL")]
     from_cache: BinaryCacheUrl,
-    /// The log: unix:/path/to/socket, or http://host:port (needs --token-file).
-    #[arg(long)]
-    log: Address,
-    /// A file holding the log's submit bearer token (mode 0600).
-    #[arg(long)]
-    token_file: Option<PathBuf>,
+    #[command(flatten)]
+    to: super::submit::LogTarget,
     /// A file of store paths, one per line (`nix-store -qR` output), or - for stdin.
     #[arg(long, value_name = "FILE", conflicts_with = "path")]
     paths: Option<PathBuf>,
@@ -62,6 +63,13 @@ pub(crate) struct Args {
     /// Seconds before a request to the cache times out.
     #[arg(long, default_value_t = 20)]
     timeout: u64,
+    /// A key the cache's narinfos must be signed by (Nix's `name:base64` public key form);
+    /// repeat for several.
+    #[arg(long = "trusted-public-key", value_name = "KEY")]
+    trusted_public_keys: Vec<tally_core::VerifyingKey>,
+    /// Import narinfos without checking their signatures.
+    #[arg(long, conflicts_with = "trusted_public_keys")]
+    no_check_sigs: bool,
     /// Store paths to import.
     #[arg(required_unless_present = "paths")]
     path: Vec<String>,
@@ -117,20 +125,27 @@ pub(crate) fn run(args: Args, json: bool) -> anyhow::Result<ExitCode> {
     if args.jobs == 0 || args.batch == 0 {
         bail!("--jobs and --batch must be at least 1");
     }
-    let token = super::submit::read_token(&args.log, args.token_file.as_deref())?;
+    args.to.token()?;
+    if args.trusted_public_keys.is_empty() && !args.no_check_sigs {
+        bail!(
+            "give the cache's signing key with --trusted-public-key (for cache.nixos.org: \
+             cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=), or import \
+             unsigned narinfos with --no-check-sigs"
+        );
+    }
     let upstream = Upstreams::new(
         vec![args.from_cache.clone()],
         Duration::from_secs(args.timeout.max(1)),
     )?;
     let start = Instant::now();
     let summary = runtime::block_on(async {
-        let client = client::connect(&args.log, token).await?;
+        let client = args.to.connect().await?;
         import(client, upstream, list.paths, &args).await
     })??;
     let seconds = start.elapsed().as_secs_f64();
     if json {
         output::json(&serde_json::json!({
-            "cache": args.from_cache.to_string(), "log": args.log.to_string(),
+            "cache": args.from_cache.to_string(), "log": args.to.log.to_string(),
             "seconds": seconds, "summary": summary,
         }))?;
     } else {
@@ -147,7 +162,7 @@ pub(crate) fn run(args: Args, json: bool) -> anyhow::Result<ExitCode> {
             "{} paths from {} into {} in {seconds:.1} s: {} imported, {} already present, {} missing upstream, {} failed",
             summary.paths,
             args.from_cache,
-            args.log,
+            args.to.log,
             summary.imported,
             summary.already_present,
             summary.missing_upstream,
@@ -179,12 +194,13 @@ async fn import(
         let (queue, summary, bar) = (queue.clone(), summary.clone(), bar.clone());
         let (mut client, upstream, to_submit) =
             (client.clone(), upstream.clone(), to_submit.clone());
+        let keys = (!args.no_check_sigs).then(|| args.trusted_public_keys.clone());
         fetchers.spawn(async move {
             loop {
                 let Some(path) = queue.lock().await.next() else {
                     return anyhow::Ok(());
                 };
-                let fetched = fetch(&mut client, &upstream, &path).await?;
+                let fetched = fetch(&mut client, &upstream, &path, &keys).await?;
                 let mut s = summary.lock().await;
                 match fetched {
                     Fetched::Present => s.already_present += 1,
@@ -248,6 +264,7 @@ async fn fetch(
     client: &mut Client,
     upstream: &Upstreams,
     path: &StorePath,
+    keys: &Option<Vec<tally_core::VerifyingKey>>,
 ) -> anyhow::Result<Fetched> {
     let present = retry(|| {
         let mut client = client.clone();
@@ -279,6 +296,26 @@ async fn fetch(
         return Ok(Fetched::Failed(format!(
             "the cache's {hash}.narinfo is for {}",
             narinfo.store_path
+        )));
+    }
+    if let Some(keys) = keys
+        && !keys.iter().any(|k| narinfo.is_signed_by(k))
+    {
+        let names: Vec<&str> = keys.iter().map(|k| k.name().as_str()).collect();
+        let signers: Vec<String> = narinfo
+            .signatures
+            .iter()
+            .map(|s| s.split(':').next().unwrap_or_default().to_owned())
+            .collect();
+        return Ok(Fetched::Failed(format!(
+            "its narinfo has no valid signature by {} (signed by: {}); refusing it \
+             (--no-check-sigs imports unsigned narinfos)",
+            names.join(", "),
+            if signers.is_empty() {
+                "nobody".to_owned()
+            } else {
+                signers.join(", ")
+            }
         )));
     }
     Ok(match narinfo.attestation() {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use tally_core::answer::{LogAnswer, Verified};
-use tally_core::{StorePath, StorePathHash, UnverifiedCheckpoint, VerifyingKey};
+use tally_core::{UnverifiedCheckpoint, VerifyingKey};
 use tally_proto::client::{self, Address, BearerToken};
 use tally_proto::v1;
 
@@ -169,17 +169,8 @@ async fn checkpoint(args: CheckpointArgs, json: bool) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-/// The hash part of an output path or of a bare hash.
-pub(crate) fn path_hash(s: &str) -> anyhow::Result<StorePathHash> {
-    if s.starts_with('/') {
-        Ok(StorePath::parse(s)?.hash())
-    } else {
-        s.parse().map_err(Into::into)
-    }
-}
-
 async fn lookup(args: LookupArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let hash = path_hash(&args.path).with_context(|| format!("PATH {:?}", args.path))?;
+    let hash = crate::paths::store_path_hash(&args.path)?;
     let mut client = client::connect(&args.log, BearerToken::default()).await?;
     let response = client
         .lookup(v1::LookupRequest {

@@ -1,4 +1,5 @@
-//! `tally query` and `tally check`: ask an aggregator whether enough logs agree.
+//! `tally query` and `tally check`: ask an aggregator whether enough logs agree, and check
+//! every answer's proofs against your own trust policy.
 
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
@@ -6,7 +7,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use tally_core::KeyName;
-use tally_core::evidence::BundleFile;
+use tally_core::decision::{Counted, Decision, Uncached, decide};
+use tally_core::evidence::{Bundle, BundleFile};
+use tally_core::index::PathAnswer;
+use tally_core::policy::{Policy, Verdict};
+use tally_core::trust::TrustPolicy;
 use tally_proto::client::{self, Address};
 use tally_proto::v1;
 
@@ -15,61 +20,94 @@ use crate::{output, progress, runtime};
 
 /// Ask an aggregator whether enough logs agree on paths.
 ///
-/// For each path prints trusted (with the agreed NAR hash, size and references), disputed
-/// (with each candidate and the logs that back it) or unknown, and each log's answer:
-/// present, absent (proven), or unavailable. With --evidence, writes a bundle of every log's
-/// proofs that `tally verify` checks offline, without trusting the aggregator.
+/// With --policy-file (your own trust policy: the logs' keys, witnesses and quorums, see
+/// docs/formats.md), every log's answer is checked (checkpoint signature, cosignatures, map
+/// and inclusion proofs) and the verdict is yours. Without it, the verdict is the
+/// aggregator's unverified word, and every line says so.
 ///
-/// Policies: majority (the default), all, N-of-M, with ",dissent=K" to tolerate K logs
-/// attesting something else and ",require=ORIGIN+ORIGIN" for logs that must agree.
+/// For each path prints trusted (with the agreed NAR), disputed (each candidate and its
+/// logs) or unknown, and each log's vote. With --evidence, writes the proofs to a file that
+/// `tally verify` checks offline.
 ///
 /// Examples:
 ///
-///   tally query --aggregator http://127.0.0.1:7421 /nix/store/7wm0…-hello-2.12.1
+///   tally query --aggregator http://127.0.0.1:7421 --policy-file trust.policy /nix/store/7wm0…-hello-2.12.1
 ///
-///   tally query --aggregator http://127.0.0.1:7421 --policy 2-of-3,dissent=1 --evidence hello.json 7wm0…
+///   tally query --aggregator http://127.0.0.1:7421 --policy-file trust.policy --evidence hello.json ./result
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct QueryArgs {
-    /// The aggregator: http://host:port.
-    #[arg(long)]
-    aggregator: Address,
-    /// The trust policy (default: the aggregator's).
-    #[arg(long)]
-    policy: Option<String>,
+    #[command(flatten)]
+    ask: AskArgs,
     /// Write the proofs behind the answer to this file, for `tally verify`.
     #[arg(long, value_name = "FILE")]
     evidence: Option<PathBuf>,
-    /// Output paths or hash parts.
+    /// Output paths, hash parts, or `result` symlinks.
     #[arg(required = true)]
     paths: Vec<String>,
 }
 
-/// Exit 0 only if every path is trusted: a gate for CI and promotion.
+/// Exit 0 only if every path is trusted, with verified proofs: a gate for CI and promotion.
 ///
-/// Paths come from arguments, from --paths FILE, or from stdin (--paths -), one per line,
-/// as `nix-store -qR` prints them. Prints each path that is not trusted with its status and
-/// exits 1; prints a summary either way.
+/// Every log's answer is checked against your trust policy (--policy-file); a path counts as
+/// trusted only if the verified answers meet its quorum. Without a policy file nothing can be
+/// verified, so `tally check` prints the aggregator's word and exits 1. Paths come from
+/// arguments, from --paths FILE, or from stdin (--paths -), one per line, as `nix-store -qR`
+/// prints them. Prints each path that is not trusted and why; prints a summary either way.
 ///
 /// Examples:
 ///
-///   nix-store -qR ./result | tally check --aggregator http://127.0.0.1:7421 --paths -
+///   nix-store -qR ./result | tally check --aggregator http://127.0.0.1:7421 --policy-file trust.policy --paths -
 ///
-///   tally check --aggregator http://127.0.0.1:7421 --policy 2-of-3 /nix/store/…
+///   tally check --aggregator http://127.0.0.1:7421 --policy-file trust.policy /nix/store/…
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct CheckArgs {
-    /// The aggregator: http://host:port.
-    #[arg(long)]
-    aggregator: Address,
-    /// The trust policy (default: the aggregator's).
-    #[arg(long)]
-    policy: Option<String>,
+    #[command(flatten)]
+    ask: AskArgs,
     /// A file of paths, one per line, or - for stdin.
     #[arg(long, value_name = "FILE")]
     paths: Option<PathBuf>,
-    /// Output paths or hash parts.
+    /// Output paths, hash parts, or `result` symlinks.
     path: Vec<String>,
+}
+
+/// Where to ask, and how to judge the answers.
+#[derive(clap::Args, Debug)]
+pub(crate) struct AskArgs {
+    /// The aggregator: http://host:port or https://host.
+    #[arg(long)]
+    aggregator: Address,
+    /// Your trust policy (C2SP tlog-policy with an `attest` line): every answer is checked
+    /// against it.
+    #[arg(long, env = "TALLY_POLICY_FILE", value_name = "FILE")]
+    policy_file: Option<PathBuf>,
+    /// The attestation quorum, instead of the policy file's (majority, N-of-M, with
+    /// ,dissent=K and ,require=ORIGIN+ORIGIN).
+    #[arg(long)]
+    policy: Option<Policy>,
+}
+
+impl AskArgs {
+    /// The trust policy, if given, with the quorum override applied.
+    fn trust(&self) -> anyhow::Result<Option<TrustPolicy>> {
+        let Some(file) = &self.policy_file else {
+            return Ok(None);
+        };
+        let mut trust = read_policy(file)?;
+        if let Some(q) = &self.policy {
+            trust = trust
+                .with_attest(q.clone())
+                .with_context(|| format!("--policy with {}", file.display()))?;
+        }
+        Ok(Some(trust))
+    }
+}
+
+/// Reads a trust policy file.
+pub(crate) fn read_policy(file: &Path) -> anyhow::Result<TrustPolicy> {
+    let text = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    TrustPolicy::parse(&text).with_context(|| format!("trust policy {}", file.display()))
 }
 
 /// One path's result, for --json and printing.
@@ -77,34 +115,32 @@ pub(crate) struct CheckArgs {
 struct PathResult {
     path: String,
     status: &'static str,
-    verdict: tally_core::policy::Verdict,
+    /// Whether the verdict is the caller's own, from checked proofs.
+    verified: bool,
+    verdict: Verdict,
     logs: Vec<LogResult>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ignored: Vec<String>,
 }
 
 #[derive(serde::Serialize)]
 struct LogResult {
     origin: String,
     vote: &'static str,
+    /// Whether this vote's proofs were checked and hold.
+    verified: bool,
     #[serde(skip_serializing_if = "String::is_empty")]
     reason: String,
 }
 
-fn vote_name(v: &v1::LogVote) -> &'static str {
-    match v.vote() {
-        v1::Vote::Present => "present",
-        v1::Vote::Absent => "absent",
-        v1::Vote::Unavailable => "unavailable",
-        v1::Vote::Unspecified => "unknown",
-    }
-}
-
 /// Queries in chunks the aggregator accepts, with a progress bar when there are many.
+/// Returns the policy the aggregator applied and one answer per path, in order.
 pub(super) async fn ask(
     aggregator: &Address,
-    policy: Option<&str>,
+    policy: Option<&Policy>,
     paths: &[String],
     proofs: bool,
-) -> anyhow::Result<(String, Vec<v1::PathVerdict>)> {
+) -> anyhow::Result<(String, Vec<PathAnswer>)> {
     let mut client = client::connect_aggregator(aggregator).await?;
     let mut results = Vec::with_capacity(paths.len());
     let mut applied = String::new();
@@ -114,15 +150,33 @@ pub(super) async fn ask(
         let response = client
             .query(v1::QueryRequest {
                 paths: chunk.to_vec(),
-                policy: policy.unwrap_or_default().to_owned(),
+                policy: policy.map(ToString::to_string).unwrap_or_default(),
                 proofs,
             })
             .await
             .map_err(|s| anyhow::anyhow!("{}", s.message()))
             .with_context(|| format!("querying {aggregator}"))?
             .into_inner();
+        if response.results.len() != chunk.len() {
+            bail!(
+                "{aggregator} answered {} results for {} paths",
+                response.results.len(),
+                chunk.len()
+            );
+        }
         applied = response.policy;
-        results.extend(response.results);
+        for (asked, r) in chunk.iter().zip(&response.results) {
+            if r.path != *asked {
+                bail!(
+                    "{aggregator} answered about {:?} when asked about {asked:?}",
+                    r.path
+                );
+            }
+            results.push(
+                PathAnswer::try_from(r)
+                    .with_context(|| format!("{aggregator}'s answer about {asked}"))?,
+            );
+        }
         if let Some(bar) = &bar {
             bar.inc(chunk.len() as u64);
         }
@@ -133,69 +187,132 @@ pub(super) async fn ask(
     Ok((applied, results))
 }
 
-fn result(r: &v1::PathVerdict) -> anyhow::Result<PathResult> {
-    let verdict = tally_proto::verdict(r)?;
-    Ok(PathResult {
-        path: r.path.clone(),
-        status: verdict.status(),
-        verdict,
-        logs: r
-            .logs
+/// The aggregator's word, unchecked.
+fn unverified(a: &PathAnswer) -> PathResult {
+    PathResult {
+        path: a.path.clone(),
+        status: a.verdict.status(),
+        verified: false,
+        verdict: a.verdict.clone(),
+        logs: a
+            .votes
             .iter()
-            .map(|l| LogResult {
-                origin: l.origin.clone(),
-                vote: vote_name(l),
-                reason: l.reason.clone(),
+            .map(|v| LogResult {
+                origin: v.origin.to_string(),
+                vote: v.vote.name(),
+                verified: false,
+                reason: v.reason.clone(),
             })
             .collect(),
-    })
+        ignored: Vec::new(),
+    }
 }
 
+/// The caller's own decision, from checked proofs.
+fn verified(path: &str, d: &Decision) -> PathResult {
+    PathResult {
+        path: path.to_owned(),
+        status: d.verdict.status(),
+        verified: true,
+        verdict: d.verdict.clone(),
+        logs: d
+            .votes
+            .iter()
+            .map(|v| LogResult {
+                origin: v.origin.to_string(),
+                vote: v.counted.name(),
+                verified: v.counted.verified(),
+                reason: match &v.counted {
+                    Counted::Rejected(why) | Counted::Missing(why) => why.clone(),
+                    _ => String::new(),
+                },
+            })
+            .collect(),
+        ignored: d
+            .ignored
+            .iter()
+            .map(|i| format!("{}: {}", i.origin, i.why))
+            .collect(),
+    }
+}
+
+/// Judges the answers: under `trust` when given, else as the aggregator's word.
+fn judge(trust: Option<&TrustPolicy>, answers: &[PathAnswer]) -> Vec<PathResult> {
+    answers
+        .iter()
+        .map(|a| match trust {
+            Some(t) => verified(&a.path, &decide(t, &a.hash, a.ballots(), &Uncached)),
+            None => unverified(a),
+        })
+        .collect()
+}
+
+const UNVERIFIED: &str = "[unverified]: the aggregator's word; pass --policy-file to check it";
+
 fn print(r: &PathResult) {
-    use tally_core::policy::Verdict;
+    // Every line of an unchecked answer says so.
+    let mark = if r.verified { "" } else { "[unverified] " };
+    let p = |line: String| outln!("{mark}{line}");
     match &r.verdict {
         Verdict::Trusted { agreed, dissent } => {
             let origins: Vec<&str> = agreed.origins.iter().map(KeyName::as_str).collect();
-            outln!("{}: trusted", r.path);
-            outln!(
-                "  nar-hash {}  nar-size {}  ({})",
+            p(format!("{}: trusted", r.path));
+            p(format!(
+                "  {}  nar-hash {}  nar-size {}  ({})",
+                agreed.output_path,
                 agreed.nar_hash,
                 agreed.nar_size,
                 origins.join(", ")
-            );
+            ));
             for reference in &agreed.references {
-                outln!("  ref {}", reference.basename());
+                p(format!("  ref {}", reference.basename()));
             }
             for d in dissent {
                 let o: Vec<&str> = d.origins.iter().map(KeyName::as_str).collect();
-                outln!("  tolerated dissent: {} ({})", d.nar_hash, o.join(", "));
+                p(format!(
+                    "  tolerated dissent: {} ({})",
+                    d.nar_hash,
+                    o.join(", ")
+                ));
             }
         }
         Verdict::Disputed { candidates } => {
-            outln!("{}: disputed", r.path);
+            p(format!("{}: disputed", r.path));
             for c in candidates {
                 let o: Vec<&str> = c.origins.iter().map(KeyName::as_str).collect();
-                outln!(
+                p(format!(
                     "  candidate {} size {} ({} refs) backed by {}",
                     c.nar_hash,
                     c.nar_size,
                     c.references.len(),
                     o.join(", ")
-                );
+                ));
             }
         }
-        Verdict::Unknown { reason } => outln!("{}: unknown ({reason})", r.path),
+        Verdict::Unknown { reason } => p(format!("{}: unknown ({reason})", r.path)),
     }
     for l in &r.logs {
+        let checked = if r.verified && l.verified {
+            " (proofs checked)"
+        } else {
+            ""
+        };
         match l.vote {
-            "absent" => outln!(
-                "    {:<40} absent (proof of absence){}",
+            "absent" => p(format!(
+                "    {:<40} absent{checked}{}",
                 l.origin,
                 note(&l.reason)
-            ),
-            "unavailable" => outln!("    {:<40} unavailable: {}", l.origin, l.reason),
-            v => outln!("    {:<40} {v}{}", l.origin, note(&l.reason)),
+            )),
+            "present" => p(format!(
+                "    {:<40} present{checked}{}",
+                l.origin,
+                note(&l.reason)
+            )),
+            v => p(format!("    {:<40} {v}: {}", l.origin, l.reason)),
         }
+    }
+    for i in &r.ignored {
+        p(format!("    not counted: {i}"));
     }
 }
 
@@ -207,43 +324,52 @@ fn note(reason: &str) -> String {
     }
 }
 
-/// The offline bundle for one answered path.
-fn bundle(policy: &str, r: &v1::PathVerdict) -> anyhow::Result<BundleFile> {
-    Ok(BundleFile::new(tally_proto::query_bundle(
-        policy.parse()?,
-        r,
-    )?))
-}
-
 pub(crate) fn query(args: QueryArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let (policy, results) = runtime::block_on(ask(
-        &args.aggregator,
-        args.policy.as_deref(),
-        &args.paths,
-        args.evidence.is_some(),
+    let trust = args.ask.trust()?;
+    let paths = resolve(&args.paths)?;
+    let proofs = trust.is_some() || args.evidence.is_some();
+    let (policy, answers) = runtime::block_on(ask(
+        &args.ask.aggregator,
+        args.ask.policy.as_ref(),
+        &paths,
+        proofs,
     ))??;
-    let printed: Vec<PathResult> = results.iter().map(result).collect::<anyhow::Result<_>>()?;
+    let mut results = judge(trust.as_ref(), &answers);
+    // Report the paths as the caller gave them.
+    for (r, p) in results.iter_mut().zip(&args.paths) {
+        r.path.clone_from(p);
+    }
     if let Some(file) = &args.evidence {
-        let bundles: Vec<BundleFile> = results
+        let applied: Policy = policy.parse()?;
+        let bundles: Vec<BundleFile> = answers
             .iter()
-            .map(|r| bundle(&policy, r))
-            .collect::<anyhow::Result<_>>()?;
+            .map(|a| BundleFile::new(Bundle::Query(a.bundle(applied.clone()))))
+            .collect();
         let text = match bundles.as_slice() {
             [one] => serde_json::to_string_pretty(one)?,
             many => serde_json::to_string_pretty(many)?,
         };
         std::fs::write(file, text).with_context(|| format!("writing {}", file.display()))?;
     }
+    let judged_by = match &trust {
+        Some(t) => format!("your policy: {t}"),
+        None => format!("the aggregator's policy {policy} (unverified)"),
+    };
     if json {
-        output::json(&serde_json::json!({"policy": policy, "results": printed}))?;
+        output::json(
+            &serde_json::json!({"policy": judged_by, "verified": trust.is_some(), "results": results}),
+        )?;
     } else {
-        outln!("policy {policy}");
-        for r in &printed {
+        outln!("judged under {judged_by}");
+        if trust.is_none() {
+            outln!("{UNVERIFIED}");
+        }
+        for r in &results {
             print(r);
         }
         if let Some(file) = &args.evidence {
             eprintln!(
-                "proofs written to {}; check them with: tally verify {} --vkey …",
+                "proofs written to {}; check them with: tally verify --policy-file POLICY {}",
                 file.display(),
                 file.display()
             );
@@ -271,6 +397,15 @@ fn read_paths(file: &Path) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
+/// Paths as the aggregator takes them: `result` symlinks followed, paths inside a store path
+/// reduced to it.
+fn resolve(paths: &[String]) -> anyhow::Result<Vec<String>> {
+    paths
+        .iter()
+        .map(|p| crate::paths::store_path_hash(p).map(|h| h.to_string()))
+        .collect()
+}
+
 pub(crate) fn check(args: CheckArgs, json: bool) -> anyhow::Result<ExitCode> {
     let mut paths = args.path.clone();
     if let Some(file) = &args.paths {
@@ -279,33 +414,52 @@ pub(crate) fn check(args: CheckArgs, json: bool) -> anyhow::Result<ExitCode> {
     if paths.is_empty() {
         bail!("no paths to check: give them as arguments or with --paths FILE (- for stdin)");
     }
-    let (policy, results) =
-        runtime::block_on(ask(&args.aggregator, args.policy.as_deref(), &paths, false))??;
-    let results: Vec<PathResult> = results.iter().map(result).collect::<anyhow::Result<_>>()?;
-    let failing: Vec<&PathResult> = results.iter().filter(|r| r.status != "trusted").collect();
+    let trust = args.ask.trust()?;
+    let asked = resolve(&paths)?;
+    let (policy, answers) = runtime::block_on(ask(
+        &args.ask.aggregator,
+        args.ask.policy.as_ref(),
+        &asked,
+        trust.is_some(),
+    ))??;
+    let mut results = judge(trust.as_ref(), &answers);
+    // Report the paths as the caller gave them.
+    for (r, p) in results.iter_mut().zip(&paths) {
+        r.path.clone_from(p);
+    }
+    let passing = |r: &PathResult| r.verified && r.status == "trusted";
+    let failing: Vec<&PathResult> = results.iter().filter(|r| !passing(r)).collect();
+    let trusted = results.len() - failing.len();
     if json {
         output::json(&serde_json::json!({
-            "policy": policy,
+            "policy": trust.as_ref().map_or(policy.clone(), ToString::to_string),
+            "verified": trust.is_some(),
             "checked": results.len(),
-            "trusted": results.len() - failing.len(),
+            "trusted": trusted,
             "failing": failing,
         }))?;
     } else {
         for r in &failing {
             let why = match &r.verdict {
-                tally_core::policy::Verdict::Unknown { reason } => reason.clone(),
-                tally_core::policy::Verdict::Disputed { candidates } => {
+                Verdict::Unknown { reason } => reason.clone(),
+                Verdict::Disputed { candidates } => {
                     format!("{} different NARs attested", candidates.len())
                 }
-                tally_core::policy::Verdict::Trusted { .. } => String::new(),
+                Verdict::Trusted { .. } => String::new(),
             };
-            outln!("{}\t{}\t{why}", r.path, r.status);
+            let tag = if r.verified { "" } else { "\t[unverified]" };
+            outln!("{}\t{}\t{why}{tag}", r.path, r.status);
         }
-        eprintln!(
-            "{} of {} paths trusted under policy {policy}",
-            results.len() - failing.len(),
-            results.len()
-        );
+        match &trust {
+            Some(t) => eprintln!(
+                "{trusted} of {} paths trusted, proofs checked, under your policy: {t}",
+                results.len()
+            ),
+            None => eprintln!(
+                "no --policy-file: nothing above is verified ({UNVERIFIED}); \
+                 tally check passes only paths whose proofs it checked itself"
+            ),
+        }
     }
     Ok(if failing.is_empty() {
         ExitCode::SUCCESS

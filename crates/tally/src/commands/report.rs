@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use tally_aggregator::reports::Report;
-use tally_core::StorePath;
 use tally_core::report::{PathList, Reproducibility};
 use tally_proto::client::Address;
 
@@ -70,10 +69,12 @@ pub(crate) fn run(args: Args, json: bool) -> anyhow::Result<ExitCode> {
         (_, Some(file)) => PathList::cyclonedx(&read(file)?)
             .with_context(|| format!("{} is not a usable SBOM", file.display()))?,
         _ => {
-            for p in &args.paths {
-                StorePath::parse(p).with_context(|| format!("{p} is not a store path"))?;
-            }
-            PathList::closure(&args.paths.join("\n"))?
+            let paths = args
+                .paths
+                .iter()
+                .map(|p| crate::paths::store_path(p).map(|p| p.to_string()))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            PathList::closure(&paths.join("\n"))?
         }
     };
     if list.skipped_derivations > 0 {
@@ -83,14 +84,13 @@ pub(crate) fn run(args: Args, json: bool) -> anyhow::Result<ExitCode> {
         );
     }
     let paths: Vec<String> = list.paths.iter().map(ToString::to_string).collect();
-    let (_, verdicts) =
+    let (_, answers) =
         runtime::block_on(super::query::ask(&args.aggregator, None, &paths, false))??;
-    let logs = verdicts
+    let logs = answers
         .first()
-        .map(|v| v.logs.iter().map(|l| l.origin.clone()).collect())
+        .map(|a| a.votes.iter().map(|v| v.origin.to_string()).collect())
         .unwrap_or_default();
-    let report = Report::new(args.name.clone(), &list, 0, logs, &verdicts)
-        .with_context(|| format!("the answer from {}", args.aggregator))?;
+    let report = Report::new(args.name.clone(), &list, 0, logs, &answers);
     if let Some(file) = &args.html {
         let base = args.aggregator.to_string();
         let page =

@@ -36,12 +36,8 @@ use crate::{output, runtime};
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct Args {
-    /// The log: unix:/path/to/socket, or http://host:port (needs --token-file).
-    #[arg(long)]
-    log: Address,
-    /// A file holding the log's submit bearer token (mode 0600).
-    #[arg(long)]
-    token_file: Option<PathBuf>,
+    #[command(flatten)]
+    to: LogTarget,
     /// JSON lines to submit, or - for stdin.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["output_path", "drv_path", "output_name", "nar_hash", "nar_size", "references"])]
     jsonl: Option<PathBuf>,
@@ -91,7 +87,7 @@ pub(crate) struct Conflict {
 }
 
 pub(crate) fn run(args: Args, json: bool) -> anyhow::Result<ExitCode> {
-    let token = read_token(&args.log, args.token_file.as_deref())?;
+    args.to.token()?;
     let attestations = match &args.jsonl {
         Some(path) => read_jsonl(path)?,
         None => vec![single(&args)?],
@@ -102,13 +98,13 @@ pub(crate) fn run(args: Args, json: bool) -> anyhow::Result<ExitCode> {
     let bulk = args.jsonl.is_some();
     let start = Instant::now();
     let summary = runtime::block_on(async {
-        let client = client::connect(&args.log, token).await?;
+        let client = args.to.connect().await?;
         submit_all(client, attestations, args.batch, args.jobs, bulk).await
     })??;
     let seconds = start.elapsed().as_secs_f64();
     if json {
         output::json(&serde_json::json!({
-            "log": args.log.to_string(), "seconds": seconds, "summary": summary,
+            "log": args.to.log.to_string(), "seconds": seconds, "summary": summary,
         }))?;
     } else {
         for c in &summary.conflicts {
@@ -120,7 +116,7 @@ pub(crate) fn run(args: Args, json: bool) -> anyhow::Result<ExitCode> {
         outln!(
             "submitted {} attestation(s) to {} in {seconds:.2} s: {} appended, {} already present, {} conflicting; log size {}",
             summary.submitted,
-            args.log,
+            args.to.log,
             summary.appended,
             summary.duplicates,
             summary.conflicts.len(),
@@ -134,16 +130,58 @@ pub(crate) fn run(args: Args, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The bearer token for `log`, required over http:// and refused over a socket.
-pub(crate) fn read_token(log: &Address, file: Option<&Path>) -> anyhow::Result<BearerToken> {
+/// The log to submit to, and the token that allows it: the one way every command submits.
+#[derive(clap::Args, Debug)]
+pub(crate) struct LogTarget {
+    /// The log: unix:/path/to/socket, or http(s)://host:port (needs --token-file).
+    #[arg(long)]
+    pub(crate) log: Address,
+    /// A file holding the log's submit bearer token (mode 0600).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Send the token over plaintext http:// to a host that is not loopback (anyone on the
+    /// path can read it and submit as this builder).
+    #[arg(long)]
+    allow_plaintext_token: bool,
+}
+
+impl LogTarget {
+    /// The token to send, read and checked: call it before any work, so a missing token is
+    /// the first thing said.
+    pub(crate) fn token(&self) -> anyhow::Result<BearerToken> {
+        read_token(
+            &self.log,
+            self.token_file.as_deref(),
+            self.allow_plaintext_token,
+        )
+    }
+
+    /// Connects with the token, if any.
+    pub(crate) async fn connect(&self) -> anyhow::Result<tally_proto::client::Client> {
+        Ok(tally_proto::client::connect(&self.log, self.token()?).await?)
+    }
+}
+
+/// The bearer token for `log`, required over TCP and refused over a socket. It goes in clear
+/// over http:// to a host that is not loopback only with `allow_plaintext`.
+fn read_token(
+    log: &Address,
+    file: Option<&Path>,
+    allow_plaintext: bool,
+) -> anyhow::Result<BearerToken> {
     match (log, file) {
-        (Address::Http(_), None) => bail!(
+        (Address::Http(_) | Address::Https(_), None) => bail!(
             "submitting to {log} needs --token-file (the log's submit_token_file); \
              or use the log's unix: socket"
         ),
         (_, Some(path)) => {
             let token = tally_store::read_secret(path)?;
-            Ok(BearerToken::new(Some(&token))?)
+            let token = BearerToken::new(Some(&token))?;
+            Ok(if allow_plaintext {
+                token.allow_plaintext()
+            } else {
+                token
+            })
         }
         (Address::Unix(_), None) => Ok(BearerToken::default()),
     }

@@ -1,13 +1,11 @@
 //! `tally bench submit`: load a log with submits.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use tally_core::sample;
-use tally_proto::client::{self, Address};
 use tally_proto::v1;
 
 use super::{Report, Run, closed_loop, rss_mb};
@@ -29,12 +27,8 @@ use super::{Report, Run, closed_loop, rss_mb};
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct SubmitArgs {
-    /// The log: unix:/path/to/socket, or http://host:port with --token-file.
-    #[arg(long)]
-    log: Address,
-    /// The log's submit bearer token, for http://.
-    #[arg(long)]
-    token_file: Option<PathBuf>,
+    #[command(flatten)]
+    to: crate::commands::submit::LogTarget,
     /// Concurrent clients (closed loop).
     #[arg(long, default_value_t = 8)]
     clients: usize,
@@ -59,8 +53,7 @@ pub(super) async fn run(args: SubmitArgs) -> anyhow::Result<Report> {
     if args.clients == 0 || args.batch == 0 || args.rate == Some(0) {
         bail!("--clients, --batch and --rate must be at least 1");
     }
-    let token = crate::commands::submit::read_token(&args.log, args.token_file.as_deref())?;
-    let client = client::connect(&args.log, token).await?;
+    let client = args.to.connect().await?;
     let start_index = match args.start {
         Some(s) => s,
         None => {

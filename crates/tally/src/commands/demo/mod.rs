@@ -221,17 +221,34 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
         }
     });
 
-    // The binary cache proxy, asking the aggregator in process.
+    // The trust policy a consumer holds: the three logs' keys and URLs, and the quorum.
+    let policy_file = dir.join("trust.policy");
+    let mut policy_text = String::from(
+        "# The logs whose votes count (key name = origin), and where to reach them.\n",
+    );
+    for b in &builders {
+        policy_text.push_str(&format!(
+            "log {} http://{}\n",
+            b.key.verifying_key().to_note_vkey(),
+            b.addr
+        ));
+    }
+    policy_text.push_str("# No witnesses required in the demo.\nquorum none\nattest majority\n");
+    std::fs::write(&policy_file, &policy_text)?;
+    let trust = tally_core::trust::TrustPolicy::parse(policy_text.as_bytes())?;
+
+    // The binary cache proxy, asking the aggregator in process and checking every answer.
     let (cache_key, cache_key_file) = keyfile(&dir, "cache.demo.tally-1")?;
     let cache_config: tally_cache::Config = toml::from_str(&format!(
         "listen = \"127.0.0.1:0\"\nupstreams = [\"file://{}\"]\nsecret_key_file = \"{}\"\n\
-         [aggregator]\nurl = \"http://{agg_addr}\"\n",
+         policy_file = \"{}\"\n",
         upstream.display(),
-        cache_key_file.display()
+        cache_key_file.display(),
+        policy_file.display()
     ))?;
     let dashboard = running.handle.clone();
-    let in_process = tally_cache::Aggregator::InProcess(running.handle);
-    let cache = tally_cache::start(cache_config, in_process, shutdown.clone())
+    let in_process = Arc::new(super::cache::InProcess(running.handle));
+    let cache = tally_cache::start(cache_config, trust, in_process, shutdown.clone())
         .await
         .context("starting the binary cache")?;
     let cache_addr = cache.local_addr;
