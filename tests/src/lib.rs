@@ -9,6 +9,7 @@
 pub mod browser;
 pub mod daemon;
 pub mod http;
+pub mod litewitness;
 pub mod lying_aggregator;
 pub mod nix;
 pub mod proxy;

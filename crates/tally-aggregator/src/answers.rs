@@ -11,16 +11,20 @@ pub(crate) struct MirrorView {
     pub(crate) origin: KeyName,
     pub(crate) reader: LogReader,
     pub(crate) verified: Option<StoredCheckpoint>,
+    /// The witness's cosigned checkpoint of this log, if any.
+    cosigned: Option<StoredCheckpoint>,
 }
 
 impl MirrorView {
     pub(crate) fn open(store: &MirrorStore, origin: &KeyName) -> Result<MirrorView, StoreError> {
         let reader = store.read(origin)?;
         let verified = reader.checkpoint()?;
+        let cosigned = store.cosigned(origin)?;
         Ok(MirrorView {
             origin: origin.clone(),
             reader,
             verified,
+            cosigned,
         })
     }
 
@@ -75,6 +79,22 @@ impl MirrorView {
         })
     }
 
+    /// The verified checkpoint's note with every cosignature known for it: those the log's
+    /// URLs carried, and this aggregator's own.
+    fn answer_note(&self, checkpoint: &StoredCheckpoint) -> Vec<u8> {
+        let own = self
+            .cosigned
+            .as_ref()
+            .filter(|c| c.checkpoint == checkpoint.checkpoint);
+        let (Some(own), Ok(mut note)) = (own, tally_core::Note::parse(&checkpoint.note)) else {
+            return checkpoint.note.clone();
+        };
+        match tally_core::Note::parse(&own.note) {
+            Ok(other) if note.merge(&other) => note.to_bytes(),
+            _ => checkpoint.note.clone(),
+        }
+    }
+
     /// The log's answer about a path, with proofs against the verified checkpoint.
     pub(crate) fn answer(&self, path: &StorePathHash) -> Result<Option<LogAnswer>, StoreError> {
         let Some(checkpoint) = self.answering() else {
@@ -106,7 +126,7 @@ impl MirrorView {
             }
         };
         Ok(Some(LogAnswer {
-            checkpoint: String::from_utf8_lossy(&checkpoint.note).into_owned(),
+            checkpoint: String::from_utf8_lossy(&self.answer_note(checkpoint)).into_owned(),
             map_proof,
             entry,
             inclusion_proof,

@@ -49,6 +49,14 @@ pub struct Config {
     /// 0600). Unset: reports cannot be changed over HTTP.
     #[serde(default)]
     pub admin_token_file: Option<PathBuf>,
+    /// Other aggregators and witnesses whose cosigned checkpoints to compare with this one's
+    /// view (gossip): each a C2SP tlog-witness monitoring prefix, read as
+    /// `<peer>/<hex SHA-256 of the origin>/checkpoint`. Tally aggregators serve that too.
+    #[serde(default)]
+    pub peers: Vec<String>,
+    /// Seconds between reads of the peers.
+    #[serde(default = "default_gossip_interval_secs")]
+    pub gossip_interval_secs: u64,
 }
 
 /// One followed log.
@@ -78,6 +86,9 @@ fn default_poll_interval_secs() -> u64 {
 }
 fn default_cache_mb() -> usize {
     256
+}
+fn default_gossip_interval_secs() -> u64 {
+    60
 }
 fn default_sync_chunk() -> u64 {
     50_000
@@ -164,6 +175,17 @@ impl Config {
         }
         if let Err(e) = self.policy().check(&self.origins()) {
             return bad("policy".into(), e.to_string());
+        }
+        for (i, peer) in self.peers.iter().enumerate() {
+            if !(peer.starts_with("http://") || peer.starts_with("https://")) {
+                return bad(
+                    format!("peers[{i}]"),
+                    format!("{peer:?} is not an http:// or https:// URL"),
+                );
+            }
+        }
+        if self.gossip_interval_secs == 0 {
+            return bad("gossip_interval_secs".into(), "must be at least 1".into());
         }
         if self.poll_interval_secs == 0 {
             return bad("poll_interval_secs".into(), "must be at least 1".into());

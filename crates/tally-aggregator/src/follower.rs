@@ -35,6 +35,7 @@ use crate::answers::MirrorView;
 use crate::config::LogConfig;
 use crate::evidence::EvidenceSink;
 use crate::metrics::{LogLabel, Metrics};
+use crate::offered::Offered;
 use crate::progress::SyncProgress;
 use crate::remote::Remote;
 use crate::status::{State, Statuses};
@@ -85,6 +86,8 @@ pub(crate) struct Follower {
     pub(crate) poll: Duration,
     pub(crate) chunk: u64,
     pub(crate) remotes: Vec<Option<Remote>>,
+    /// Checkpoints pushed to the witness or read from peers.
+    pub(crate) offered: Arc<Offered>,
     /// Per URL: why it is skipped, if it is.
     pub(crate) faults: Vec<Option<UrlFault>>,
     /// The target whose wrong map root was searched for a compact proof in vain; not
@@ -132,8 +135,15 @@ impl Follower {
                 .is_some_and(|s| s.state == State::Excluded);
             let mut again = false;
             if !excluded {
+                let before = self.offered.verified_size(self.origin());
                 match self.round().await {
-                    Ok(()) => failures = 0,
+                    Ok(()) => {
+                        failures = 0;
+                        // Progress, and something offered is still ahead (a push may be
+                        // waiting for it): go on at once.
+                        again = self.offered.ahead(self.origin())
+                            && self.offered.verified_size(self.origin()) > before;
+                    }
                     Err(Stop::Excluded) => {}
                     Err(Stop::BadUrl { url, reason }) => {
                         self.fault(url, reason);
@@ -157,7 +167,7 @@ impl Follower {
             };
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(delay) => {}
+                () = self.offered.sleep(&self.log.origin, delay) => {}
             }
         }
     }
@@ -264,35 +274,66 @@ impl Follower {
             .verified
             .as_ref()
             .map_or(0, |v| v.checkpoint.tree.size);
+        self.offered.verified(&origin, verified);
+        if let Some(v) = &state.verified {
+            // Cosignatures the URLs carry on the verified checkpoint travel with its answers.
+            for (_, c) in views.iter().filter(|(_, c)| c.checkpoint == v.checkpoint) {
+                let (o, n) = (origin.clone(), c.note.clone());
+                blocking(&self.store, move |s| s.merge_signatures(&o, &n)).await?;
+            }
+        }
+        // Checkpoints pushed to the witness or read from peers are views too: checked the
+        // same way (a contradiction is a fork), and a larger one that the log proves extends
+        // the verified tree is a sync target. One it cannot prove is not.
+        let proof_url = views[0].0;
+        let mut offered = Vec::new();
+        for (source, c) in self.offered.views(&origin) {
+            match self.check(proof_url, &c, &state).await {
+                // A target only once it is proven to extend a verified tree.
+                Ok(()) if c.checkpoint.tree.size > verified && state.verified.is_some() => {
+                    offered.push(c);
+                }
+                Ok(()) => {}
+                Err(Stop::Retry(why)) => {
+                    tracing::warn!(%origin, %source, "offered checkpoint of size {} not usable: {why}", c.checkpoint.tree.size);
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        self.offered.settled(&origin, verified);
         // Finish a sync in progress first; otherwise head for the largest checkpoint seen.
         let (url, target) = match &state.target {
             Some(t) => {
+                // A URL whose checkpoint covers the target; else the first (a pushed target is
+                // often beyond what the log publishes, but its entries are there).
                 let from = views
                     .iter()
-                    .find(|(_, c)| c.checkpoint.tree.size >= t.checkpoint.tree.size);
-                match from {
-                    Some((i, _)) => (*i, t.clone()),
-                    None => {
-                        return Err(Stop::Retry(format!(
-                            "no URL serves the tree of size {} any more",
-                            t.checkpoint.tree.size
-                        )));
-                    }
-                }
+                    .find(|(_, c)| c.checkpoint.tree.size >= t.checkpoint.tree.size)
+                    .map_or(proof_url, |(i, _)| *i);
+                (from, t.clone())
             }
             None => {
                 // The largest checkpoint, from the first URL (in configuration order) that has
-                // it: the operator's preference.
+                // it: the operator's preference; an offered one is fetched from the first URL.
                 let largest = views
                     .iter()
                     .map(|(_, c)| c.checkpoint.tree.size)
+                    .chain(offered.iter().map(|c| c.checkpoint.tree.size))
                     .max()
                     .ok_or_else(|| Stop::Retry("no checkpoint".into()))?;
-                let (i, c) = views
+                match views
                     .iter()
                     .find(|(_, c)| c.checkpoint.tree.size == largest)
-                    .ok_or_else(|| Stop::Retry("no checkpoint".into()))?;
-                (*i, c.clone())
+                {
+                    Some((i, c)) => (*i, c.clone()),
+                    None => {
+                        let c = offered
+                            .iter()
+                            .find(|c| c.checkpoint.tree.size == largest)
+                            .ok_or_else(|| Stop::Retry("no checkpoint".into()))?;
+                        (proof_url, c.clone())
+                    }
+                }
             }
         };
         let size = target.checkpoint.tree.size;
@@ -710,6 +751,7 @@ impl Follower {
     async fn verified(&mut self, target: &StoredCheckpoint, first_new: u64) -> Result<(), Stop> {
         let origin = self.origin().clone();
         self.statuses.verified(&origin);
+        self.offered.verified(&origin, target.checkpoint.tree.size);
         let view = self.view().await?;
         let size = target.checkpoint.tree.size;
 

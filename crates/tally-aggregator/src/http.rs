@@ -6,6 +6,7 @@
 //! GET  /metrics                       Prometheus text
 //! POST /add-checkpoint                C2SP tlog-witness
 //! GET  /witness/checkpoint/<origin>   the latest cosigned checkpoint of a log
+//! GET  /<hex SHA-256 of origin>/checkpoint   the same, at the tlog-witness monitoring path
 //! ```
 
 use axum::Router;
@@ -25,6 +26,7 @@ pub fn router(state: Shared) -> Router {
         .route("/metrics", get(metrics))
         .route("/add-checkpoint", post(add_checkpoint))
         .route("/witness/checkpoint/{*origin}", get(cosigned))
+        .route("/{origin_hash}/checkpoint", get(monitored))
         .with_state(state)
 }
 
@@ -55,15 +57,30 @@ async fn add_checkpoint(State(s): State<Shared>, body: Bytes) -> Response {
             "this aggregator runs no witness (set witness_key_file)\n",
         );
     };
-    match tokio::task::spawn_blocking(move || witness.add_checkpoint(&body)).await {
-        Ok(Ok((code, content_type, body))) => (
+    match witness.add_checkpoint(body.to_vec()).await {
+        Ok((code, content_type, body)) => (
             StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             [(header::CONTENT_TYPE, content_type)],
             body,
         )
             .into_response(),
-        Ok(Err(e)) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    }
+}
+
+/// `/<hex SHA-256 of the origin>/checkpoint`, the C2SP tlog-witness monitoring path.
+async fn monitored(State(s): State<Shared>, Path(hash): Path<String>) -> Response {
+    let origin = s
+        .logs
+        .iter()
+        .map(|l| &l.origin)
+        .find(|o| crate::gossip::checkpoint_path(o) == format!("{hash}/checkpoint"));
+    match origin {
+        Some(o) => cosigned_note(&s, o.clone()),
+        None => text(
+            StatusCode::NOT_FOUND,
+            "no followed log with this origin hash\n",
+        ),
     }
 }
 
@@ -74,6 +91,10 @@ async fn cosigned(State(s): State<Shared>, Path(origin): Path<String>) -> Respon
             format!("{origin:?} is not an origin\n"),
         );
     };
+    cosigned_note(&s, origin)
+}
+
+fn cosigned_note(s: &Shared, origin: KeyName) -> Response {
     match s.store.cosigned(&origin) {
         Ok(Some(c)) => (
             [

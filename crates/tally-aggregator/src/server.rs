@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::evidence::{EXCLUDING, EvidenceSink};
 use crate::follower::Follower;
+use crate::gossip::Gossip;
 use crate::metrics::Metrics;
+use crate::offered::Offered;
 use crate::progress::SyncProgress;
 use crate::service::Shared;
 use crate::status::Statuses;
@@ -139,18 +141,21 @@ pub async fn start(
         .disagreements
         .set(i64::try_from(disagreements).unwrap_or(i64::MAX));
     let keys: Vec<_> = config.logs.iter().map(|l| l.vkey.clone()).collect();
+    let evidence = Arc::new(EvidenceSink {
+        store: Arc::clone(&store),
+        statuses: Arc::clone(&statuses),
+        metrics: Arc::clone(&metrics),
+        keys: keys.clone(),
+    });
+    let offered = Arc::new(Offered::new(&origins));
     let witness = cosigner.map(|cosigner| {
         Arc::new(Witness {
             cosigner,
             store: Arc::clone(&store),
             keys: keys.clone(),
+            offered: Arc::clone(&offered),
+            evidence: Arc::clone(&evidence),
         })
-    });
-    let evidence = Arc::new(EvidenceSink {
-        store: Arc::clone(&store),
-        statuses: Arc::clone(&statuses),
-        metrics: Arc::clone(&metrics),
-        keys,
     });
 
     let listener = TcpListener::bind(config.listen)
@@ -177,10 +182,25 @@ pub async fn start(
             poll: config.poll_interval(),
             chunk: config.sync_chunk,
             remotes: log.urls.iter().map(|_| None).collect(),
+            offered: Arc::clone(&offered),
             faults: log.urls.iter().map(|_| None).collect(),
             map_searched: None,
         };
         followers.spawn(follower.run(shutdown.clone()));
+    }
+    if !config.peers.is_empty() {
+        let gossip = Gossip {
+            peers: config.peers.clone(),
+            logs: config
+                .logs
+                .iter()
+                .map(|l| (l.origin.clone(), l.vkey.clone()))
+                .collect(),
+            offered: Arc::clone(&offered),
+            evidence: Arc::clone(&evidence),
+            every: std::time::Duration::from_secs(config.gossip_interval_secs),
+        };
+        followers.spawn(gossip.run(shutdown.clone()));
     }
     let shared = Shared {
         store,

@@ -123,11 +123,15 @@ impl Decisions {
             self.votes.ballots(hash).await.map_err(|e| {
                 DecisionError::Unreachable(format!("{}: {e}", self.votes.describe()))
             })?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let decision = Arc::new(decision::decide(
             &self.trust,
             hash,
             ballots,
             &self.checkpoints,
+            now,
         ));
         if !decision.votes.iter().any(|v| v.counted.verified()) {
             return Err(DecisionError::NothingVerified(decision));

@@ -9,7 +9,6 @@ use std::fmt;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::str::FromStr;
-use std::sync::Once;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -158,7 +157,8 @@ impl Upstreams {
     pub fn new(caches: Vec<BinaryCacheUrl>, timeout: Duration) -> Result<Upstreams, UpstreamError> {
         Ok(Upstreams {
             caches,
-            client: http_client(timeout)?,
+            client: tally_proto::client::http_client(timeout)
+                .map_err(|e| UpstreamError::Client(e.to_string()))?,
             timeout,
         })
     }
@@ -328,33 +328,6 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String>
         out.extend_from_slice(&chunk);
     }
     Ok(out)
-}
-
-/// The HTTP client every Tally HTTP request goes through: rustls with ring, the system's
-/// roots plus any CA file given to `tally_proto::client::add_ca_file`, and `timeout` for
-/// connecting and for each read.
-pub fn http_client(timeout: Duration) -> Result<reqwest::Client, UpstreamError> {
-    static PROVIDER: Once = Once::new();
-    // rustls needs one process-wide crypto provider; another caller may have set it.
-    PROVIDER.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-    let mut builder = reqwest::Client::builder();
-    if let Some(pem) = tally_proto::client::extra_ca() {
-        for cert in reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|e| UpstreamError::Client(format!("CA file: {e}")))?
-        {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    builder
-        .user_agent(concat!("tally/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(timeout)
-        .read_timeout(timeout)
-        .pool_max_idle_per_host(64)
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| UpstreamError::Client(e.to_string()))
 }
 
 /// A reqwest error with its causes: the top level alone says only "error sending request".

@@ -20,6 +20,11 @@ pub fn message(checkpoint_text: &str, timestamp: u64) -> String {
     format!("cosignature/v1\ntime {timestamp}\n{checkpoint_text}")
 }
 
+/// The origin, size and root lines of a checkpoint body.
+fn first_three_lines(body: &str) -> String {
+    body.split_inclusive('\n').take(3).collect()
+}
+
 /// A witness signing key.
 #[derive(Clone, Debug)]
 pub struct Cosigner {
@@ -99,6 +104,12 @@ impl CosignatureVerifier {
     }
 
     /// Checks this witness's cosignature on `note`; returns its timestamp.
+    ///
+    /// The spec signs the whole note body, extension lines included, and so does Tally's own
+    /// witness. Some deployed witnesses (torchwood's litewitness v0.5.0, measured) sign only
+    /// the first three lines: origin, size and root. A cosignature over those is accepted
+    /// too: it is the part a cosigner vouches for (the spec: "no semantic statement is made
+    /// about any extension lines"), and the log's own signature covers the rest.
     pub fn verify(&self, note: &Note) -> Result<u64, CosignatureError> {
         let sig = note
             .signature_by(self.key.name(), self.key_id())
@@ -106,15 +117,48 @@ impl CosignatureVerifier {
         let invalid = || CosignatureError::Invalid(self.to_vkey());
         let (ts, ed) = sig.signature.split_at_checked(8).ok_or_else(invalid)?;
         let timestamp = u64::from_be_bytes(ts.try_into().map_err(|_| invalid())?);
-        if self
-            .key
-            .verify(message(note.text(), timestamp).as_bytes(), ed)
-        {
+        let signed = |body: &str| self.key.verify(message(body, timestamp).as_bytes(), ed);
+        if signed(note.text()) || signed(&first_three_lines(note.text())) {
             Ok(timestamp)
         } else {
             Err(invalid())
         }
     }
+}
+
+impl std::fmt::Display for CosignatureVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_vkey())
+    }
+}
+
+impl std::str::FromStr for CosignatureVerifier {
+    type Err = KeyError;
+    fn from_str(s: &str) -> Result<Self, KeyError> {
+        CosignatureVerifier::parse(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for CosignatureVerifier {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        CosignatureVerifier::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The signature lines of `lines` (a witness's `add-checkpoint` answer) that are valid
+/// cosignatures by `witness` on `note`. Anything else in the answer is ignored, as the spec
+/// asks of clients.
+pub fn valid_lines(note: &Note, lines: &str, witness: &CosignatureVerifier) -> Vec<NoteSignature> {
+    lines
+        .lines()
+        .filter_map(|line| NoteSignature::parse_line(line).ok())
+        .filter(|sig| {
+            let mut one = note.clone();
+            one.add_signature(sig.clone());
+            witness.verify(&one).is_ok()
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -175,12 +175,14 @@ pub struct Decision {
     pub verdict: Verdict,
 }
 
-/// Decides about `path` from `ballots`, checking each against `trust`.
+/// Decides about `path` from `ballots`, checking each against `trust` at time `now`
+/// (seconds since 1970, for the age of cosignatures).
 pub fn decide(
     trust: &TrustPolicy,
     path: &StorePathHash,
     ballots: Vec<Ballot>,
     checkpoints: &dyn Checkpoints,
+    now: u64,
 ) -> Decision {
     let mut counted: Vec<Option<Counted>> = vec![None; trust.logs().len()];
     let mut ignored = Vec::new();
@@ -198,7 +200,7 @@ pub fn decide(
         };
         let result = match ballot.answer {
             Err(why) => Counted::Missing(why),
-            Ok(answer) => check(trust, &trust.logs()[i], path, &answer, checkpoints),
+            Ok(answer) => check(trust, &trust.logs()[i], path, &answer, checkpoints, now),
         };
         // The first verified answer from a log counts; an unverified one gives way to it.
         match &counted[i] {
@@ -240,20 +242,24 @@ fn check(
     path: &StorePathHash,
     answer: &LogAnswer,
     checkpoints: &dyn Checkpoints,
+    now: u64,
 ) -> Counted {
     let opened = match checkpoints.open(trust, log, &answer.checkpoint) {
         Ok(o) => o,
         Err(e) => return Counted::Rejected(e.to_string()),
     };
-    if !opened.witnessed.quorum_met {
-        let by: Vec<&str> = opened
+    if !trust.quorum_met(&opened.witnessed, now) {
+        let by: Vec<String> = opened
             .witnessed
             .cosigned
             .iter()
-            .map(|(w, _)| w.as_str())
+            .map(|(w, t)| format!("{w} {}s ago", now.saturating_sub(*t)))
             .collect();
+        let age = trust
+            .max_age()
+            .map_or(String::new(), |a| format!(" within {a}s"));
         return Counted::Rejected(format!(
-            "its checkpoint of size {} lacks the witness quorum {} (cosigned by: {})",
+            "its checkpoint of size {} lacks the witness quorum {}{age} (cosigned by: {})",
             opened.checkpoint.tree.size,
             trust.quorum_name(),
             if by.is_empty() {

@@ -520,9 +520,9 @@ impl Disagreement {
 }
 
 impl QueryBundle {
-    /// Decides about the path from the bundle's answers, under the consumer's own policy: the
-    /// policy and verdict the bundle names play no part.
-    pub fn decide(&self, trust: &TrustPolicy, checkpoints: &dyn Checkpoints) -> Decision {
+    /// Decides about the path from the bundle's answers, under the consumer's own policy (at
+    /// time `now`, seconds since 1970): the policy and verdict the bundle names play no part.
+    pub fn decide(&self, trust: &TrustPolicy, checkpoints: &dyn Checkpoints, now: u64) -> Decision {
         let ballots = self
             .logs
             .iter()
@@ -535,7 +535,7 @@ impl QueryBundle {
                 },
             })
             .collect();
-        crate::decision::decide(trust, &self.path, ballots, checkpoints)
+        crate::decision::decide(trust, &self.path, ballots, checkpoints, now)
     }
 }
 

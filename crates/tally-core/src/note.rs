@@ -123,6 +123,24 @@ impl Note {
         Ok(note)
     }
 
+    /// Adds the signature lines of `other` (the same text signed by others) that this note
+    /// does not have yet; with another text, nothing. Returns whether any was added.
+    pub fn merge(&mut self, other: &Note) -> bool {
+        if other.text != self.text {
+            return false;
+        }
+        let mut added = false;
+        for sig in &other.signatures {
+            if self.signature_by(&sig.name, sig.key_id).is_none()
+                && self.signatures.len() < MAX_SIGNATURES
+            {
+                self.signatures.push(sig.clone());
+                added = true;
+            }
+        }
+        added
+    }
+
     /// Adds a signature line, replacing any from the same key.
     pub fn add_signature(&mut self, sig: NoteSignature) {
         self.signatures
@@ -171,6 +189,11 @@ impl Note {
 }
 
 impl NoteSignature {
+    /// Parses one signature line, without its newline.
+    pub fn parse_line(line: &str) -> Result<NoteSignature, NoteError> {
+        parse_signature_line(line)
+    }
+
     /// `— <name> <base64(key ID ‖ signature)>\n`.
     pub fn to_line(&self) -> String {
         let mut data = self.key_id.to_be_bytes().to_vec();

@@ -17,13 +17,16 @@
 //! attest 2-of-3,dissent=1
 //! # More URLs for a log (mirrors), tried after the one on its log line:
 //! mirror builder2.example.org/tally https://mirror.example.org/builder2
+//! # Cosignatures older than this many seconds do not count towards the witness quorum:
+//! max-age 86400
 //! ```
 //!
 //! The file follows `../shared/specs/tlog-policy.md` exactly for `log`, `witness`, `group`
 //! and `quorum`: whitespace is spaces and tabs, `#` starts a comment line, names are opaque
 //! octets, a group or the quorum names only what is defined above it, `none` is predefined,
 //! a member is listed at most once per group, and there is exactly one quorum line. Tally
-//! adds `attest` (at most once; `majority` when absent) and `mirror`.
+//! adds `attest` (at most once; `majority` when absent), `mirror`, and `max-age` (at most
+//! once; only with a witness quorum).
 //!
 //! Parsing rejects, naming the line: a public key listed twice (under any name, as a log
 //! or a witness), a vkey of the wrong type for its line, an unknown name, an attestation
@@ -50,6 +53,7 @@ pub struct TrustPolicy {
     groups: Vec<Group>,
     quorum: Option<Member>,
     attest: Policy,
+    max_age: Option<u64>,
 }
 
 /// A log whose answers count.
@@ -102,13 +106,11 @@ pub struct TrustPolicyError {
     pub problem: String,
 }
 
-/// Which witnesses cosigned a checkpoint, and whether that meets the quorum.
+/// Which of the policy's witnesses cosigned a checkpoint, and when.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Witnessed {
     /// Each policy witness whose valid cosignature the note carries, with its timestamp.
     pub cosigned: Vec<(String, u64)>,
-    /// Whether the quorum is met (always, under `quorum none`).
-    pub quorum_met: bool,
 }
 
 impl TrustPolicy {
@@ -166,39 +168,50 @@ impl TrustPolicy {
         TrustPolicy::parse(text.as_bytes())
     }
 
-    /// Checks the cosignatures on a log's checkpoint `note` against the witnesses and the
-    /// quorum. Cosignatures by keys outside the policy, and invalid ones, are ignored.
+    /// The policy's witnesses whose valid cosignature `note` (a log's checkpoint) carries.
+    /// Cosignatures by keys outside the policy, and invalid ones, are ignored.
     pub fn witnessed(&self, note: &Note) -> Witnessed {
-        let times: Vec<Option<u64>> = self
-            .witnesses
-            .iter()
-            .map(|w| w.key.verify(note).ok())
-            .collect();
-        let cosigned = self
-            .witnesses
-            .iter()
-            .zip(&times)
-            .filter_map(|(w, t)| t.map(|t| (w.name.clone(), t)))
-            .collect();
-        let quorum_met = match self.quorum {
-            None => true,
-            Some(m) => self.satisfied(m, &times),
-        };
         Witnessed {
-            cosigned,
-            quorum_met,
+            cosigned: self
+                .witnesses
+                .iter()
+                .filter_map(|w| w.key.verify(note).ok().map(|t| (w.name.clone(), t)))
+                .collect(),
         }
     }
 
-    fn satisfied(&self, member: Member, times: &[Option<u64>]) -> bool {
+    /// Whether `witnessed` meets the quorum at `now` (seconds since 1970): always under
+    /// `quorum none`; otherwise counting only cosignatures within `max-age`, if set.
+    pub fn quorum_met(&self, witnessed: &Witnessed, now: u64) -> bool {
+        let Some(quorum) = self.quorum else {
+            return true;
+        };
+        let fresh: Vec<bool> = self
+            .witnesses
+            .iter()
+            .map(|w| {
+                witnessed.cosigned.iter().any(|(name, t)| {
+                    *name == w.name && self.max_age.is_none_or(|age| t.saturating_add(age) >= now)
+                })
+            })
+            .collect();
+        self.satisfied(quorum, &fresh)
+    }
+
+    /// The longest a cosignature counts, in seconds, if limited.
+    pub fn max_age(&self) -> Option<u64> {
+        self.max_age
+    }
+
+    fn satisfied(&self, member: Member, fresh: &[bool]) -> bool {
         match member {
-            Member::Witness(i) => times[i].is_some(),
+            Member::Witness(i) => fresh[i],
             Member::Group(g) => {
                 let group = &self.groups[g];
                 group
                     .members
                     .iter()
-                    .filter(|m| self.satisfied(**m, times))
+                    .filter(|m| self.satisfied(**m, fresh))
                     .count()
                     >= group.threshold
             }
@@ -240,6 +253,7 @@ struct Parser {
     keys: BTreeMap<[u8; 32], usize>,
     quorum: Option<(usize, Option<Member>)>,
     attest: Option<(usize, String)>,
+    max_age: Option<(usize, u64)>,
     mirrors: Vec<(usize, String, String)>,
 }
 
@@ -287,9 +301,10 @@ impl Parser {
             b"quorum" => self.quorum(line, args),
             b"attest" => self.attest(line, args),
             b"mirror" => self.mirror(line, args),
+            b"max-age" => self.max_age(line, args),
             other => Err(format!(
                 "unknown keyword {:?}; a line starts with log, witness, group, quorum, \
-                 attest or mirror",
+                 attest, mirror or max-age",
                 String::from_utf8_lossy(other)
             )),
         }
@@ -453,6 +468,23 @@ impl Parser {
         Ok(())
     }
 
+    fn max_age(&mut self, line: usize, args: &[&[u8]]) -> Result<(), String> {
+        let [secs] = args else {
+            return Err("expected `max-age <seconds>`".into());
+        };
+        if let Some((first, _)) = self.max_age {
+            return Err(format!("a second max-age line (the first is line {first})"));
+        }
+        let secs = std::str::from_utf8(secs)
+            .ok()
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<u64>().ok())
+            .filter(|s| *s > 0)
+            .ok_or("max-age takes a number of seconds, at least 1")?;
+        self.max_age = Some((line, secs));
+        Ok(())
+    }
+
     fn mirror(&mut self, line: usize, args: &[&[u8]]) -> Result<(), String> {
         let [origin, url] = args else {
             return Err("expected `mirror <origin> <url>`".into());
@@ -501,12 +533,21 @@ impl Parser {
             line,
             problem: e.to_string(),
         })?;
+        if let (Some((line, _)), None) = (self.max_age, quorum) {
+            return Err(TrustPolicyError {
+                line,
+                problem: "max-age limits the age of cosignatures, but `quorum none` requires \
+                          none; set a witness quorum or drop max-age"
+                    .into(),
+            });
+        }
         Ok(TrustPolicy {
             logs: self.logs,
             witnesses: self.witnesses,
             groups: self.groups,
             quorum,
             attest,
+            max_age: self.max_age.map(|(_, s)| s),
         })
     }
 }

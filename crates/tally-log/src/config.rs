@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tally_core::KeyName;
+use tally_core::cosignature::CosignatureVerifier;
 
 use crate::LogError;
 
@@ -57,6 +58,29 @@ pub struct Config {
     /// The database's in-process page cache, in MiB: most of the daemon's memory.
     #[serde(default = "default_cache_mb")]
     pub cache_mb: usize,
+    /// Witnesses asked to cosign new checkpoints (C2SP tlog-witness `add-checkpoint`).
+    #[serde(default)]
+    pub witnesses: Vec<WitnessConfig>,
+    /// Seconds between witness rounds: each witness gets at most one new checkpoint per
+    /// round (plus one retry after a 409).
+    #[serde(default = "default_witness_interval_secs")]
+    pub witness_interval_secs: u64,
+    /// Cosignatures a checkpoint needs before reads (`GetCheckpoint`, `Lookup`,
+    /// `/checkpoint`) move to it. Unset: every configured witness. 0: reads always see the
+    /// latest checkpoint, with the cosignatures it has so far.
+    #[serde(default)]
+    pub witness_quorum: Option<usize>,
+}
+
+/// One witness.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessConfig {
+    /// Its submission prefix: `add-checkpoint` is posted to `<url>/add-checkpoint`.
+    pub url: String,
+    /// Its cosignature verifier key (`name+id+base64(0x04 ‖ key)`); answers are checked
+    /// with it.
+    pub vkey: CosignatureVerifier,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -92,6 +116,9 @@ fn default_max_message_bytes() -> usize {
 }
 fn default_cache_mb() -> usize {
     tally_store::DEFAULT_CACHE_BYTES >> 20
+}
+fn default_witness_interval_secs() -> u64 {
+    60
 }
 
 impl Config {
@@ -143,6 +170,29 @@ impl Config {
         if self.spool_drain_interval_secs == 0 {
             return bad("spool_drain_interval_secs", "must be at least 1".into());
         }
+        if self.witness_interval_secs == 0 {
+            return bad("witness_interval_secs", "must be at least 1".into());
+        }
+        if let Some(q) = self.witness_quorum.filter(|q| *q > self.witnesses.len()) {
+            return bad(
+                "witness_quorum",
+                format!(
+                    "{q} is more than the {} witnesses configured",
+                    self.witnesses.len()
+                ),
+            );
+        }
+        for (i, w) in self.witnesses.iter().enumerate() {
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                return Err(LogError::Config {
+                    option: "witnesses",
+                    problem: format!(
+                        "witnesses[{i}].url {:?} is not an http:// or https:// URL",
+                        w.url
+                    ),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -160,6 +210,11 @@ impl Config {
             idle: Duration::from_millis(self.batch_idle_ms),
             size: self.batch_size,
         }
+    }
+
+    /// Cosignatures a checkpoint needs before reads move to it.
+    pub fn witness_quorum(&self) -> usize {
+        self.witness_quorum.unwrap_or(self.witnesses.len())
     }
 
     /// The log database file.

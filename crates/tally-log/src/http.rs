@@ -1,7 +1,7 @@
 //! The HTTP read API: C2SP tlog-tiles, `/metrics` and `/healthz`.
 //!
 //! ```text
-//! GET /checkpoint                  the latest signed checkpoint
+//! GET /checkpoint                  the published checkpoint, with its cosignatures
 //! GET /tile/<L>/<N>[.p/<W>]        hash tiles
 //! GET /tile/entries/<N>[.p/<W>]    entry bundles
 //! GET /metrics                     Prometheus text
@@ -29,6 +29,7 @@ use crate::metrics::Metrics;
 #[derive(Clone)]
 pub struct HttpState {
     pub(crate) store: Arc<LogStore>,
+    pub(crate) published: Arc<crate::publish::Published>,
     pub(crate) metrics: Arc<Metrics>,
 }
 
@@ -62,8 +63,8 @@ fn internal(e: impl std::fmt::Display) -> Response {
 }
 
 async fn checkpoint(State(s): State<HttpState>) -> Response {
-    match s.store.read().and_then(|r| r.checkpoint()) {
-        Ok(Some(c)) => (
+    match s.published.view() {
+        Ok(view) => (
             [
                 (
                     header::CONTENT_TYPE,
@@ -71,10 +72,9 @@ async fn checkpoint(State(s): State<HttpState>) -> Response {
                 ),
                 (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
             ],
-            c.note,
+            view.note.clone(),
         )
             .into_response(),
-        Ok(None) => text(StatusCode::SERVICE_UNAVAILABLE, "no checkpoint yet\n"),
         Err(e) => internal(e),
     }
 }

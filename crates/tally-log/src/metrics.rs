@@ -29,6 +29,12 @@ struct ReasonLabel {
     reason: Reason,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WitnessLabel {
+    witness: String,
+    outcome: &'static str,
+}
+
 /// The log daemon's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -43,6 +49,9 @@ pub struct Metrics {
     rejected: Family<ReasonLabel, Counter>,
     /// Attestations submitted from the hook's spool.
     pub spool_drained: Counter,
+    /// The size of the checkpoint last sent to the witnesses.
+    pub witnessed_size: Gauge,
+    witness_requests: Family<WitnessLabel, Counter>,
 }
 
 impl Metrics {
@@ -55,6 +64,18 @@ impl Metrics {
         let submit_latency = Histogram::new(exponential_buckets(0.001, 2.0, 14));
         let rejected = Family::<ReasonLabel, Counter>::default();
         let spool_drained = Counter::default();
+        let witnessed_size = Gauge::default();
+        let witness_requests = Family::<WitnessLabel, Counter>::default();
+        registry.register(
+            "witnessed_size",
+            "Size of the checkpoint last sent to the witnesses",
+            witnessed_size.clone(),
+        );
+        registry.register(
+            "witness_requests",
+            "add-checkpoint requests by witness and outcome: cosigned, conflict, failed",
+            witness_requests.clone(),
+        );
         registry.register("tree_size", "Entries in the log", tree_size.clone());
         registry.register("batches", "Batches committed", batches.clone());
         registry.register("appended", "Attestations appended", appended.clone());
@@ -81,7 +102,19 @@ impl Metrics {
             submit_latency,
             rejected,
             spool_drained,
+            witnessed_size,
+            witness_requests,
         }
+    }
+
+    /// Counts an `add-checkpoint` request to `witness`.
+    pub fn witness(&self, witness: &str, outcome: &'static str) {
+        self.witness_requests
+            .get_or_create(&WitnessLabel {
+                witness: witness.to_owned(),
+                outcome,
+            })
+            .inc();
     }
 
     /// Counts a refused submission.

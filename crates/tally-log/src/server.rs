@@ -16,8 +16,10 @@ use crate::auth::WriteAccess;
 use crate::config::Config;
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
+use crate::publish::Published;
 use crate::sequencer::Sequencer;
 use crate::service::LogService;
+use crate::witnessing::Witnessing;
 use crate::{LogError, spool};
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LogError {
@@ -92,8 +94,27 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         .map_err(io(format!("listen on {}", config.listen)))?;
     let unix = bind_socket(&config)?;
 
+    let published = Arc::new(if config.witness_quorum() > 0 {
+        Published::witnessed(Arc::clone(&store))?
+    } else {
+        Published::latest(Arc::clone(&store))
+    });
+    let witnessing = if config.witnesses.is_empty() {
+        None
+    } else {
+        let w = Witnessing::new(
+            config.witnesses.clone(),
+            config.witness_quorum(),
+            std::time::Duration::from_secs(config.witness_interval_secs),
+            Arc::clone(&published),
+            Arc::clone(&metrics),
+        )
+        .map_err(|e| config_error("witnesses", e))?;
+        Some(tokio::spawn(w.run(shutdown.clone())))
+    };
     let service = |access| LogService {
         store: Arc::clone(&store),
+        published: Arc::clone(&published),
         sequencer: sequencer.clone(),
         access,
         metrics: Arc::clone(&metrics),
@@ -101,6 +122,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     };
     let http_state = HttpState {
         store: Arc::clone(&store),
+        published: Arc::clone(&published),
         metrics: Arc::clone(&metrics),
     };
     let app = |access| {
@@ -143,6 +165,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         a.map_err(io("serving TCP"))?;
         b.map_err(io("serving the submit socket"))?;
         let _ = drainer.await;
+        if let Some(w) = witnessing {
+            let _ = w.await;
+        }
         // Servers are done and the drainer has stopped: the sequencer commits what is queued.
         let _ = sequencer_task.await;
         let _ = std::fs::remove_file(&socket);

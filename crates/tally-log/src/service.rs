@@ -26,6 +26,7 @@ const PAGE: usize = 256;
 #[derive(Clone)]
 pub struct LogService {
     pub(crate) store: Arc<LogStore>,
+    pub(crate) published: Arc<crate::publish::Published>,
     pub(crate) sequencer: Sequencer,
     pub(crate) access: WriteAccess,
     pub(crate) metrics: Arc<Metrics>,
@@ -160,13 +161,9 @@ impl Log for LogService {
         &self,
         _request: Request<v1::GetCheckpointRequest>,
     ) -> Result<Response<v1::Checkpoint>, Status> {
-        let checkpoint = self
-            .reader()?
-            .checkpoint()
-            .map_err(store_status)?
-            .ok_or_else(|| Status::unavailable("the log has no checkpoint yet"))?;
+        let view = self.published.view().map_err(store_status)?;
         Ok(Response::new(v1::Checkpoint {
-            note: checkpoint.note,
+            note: view.note.clone(),
         }))
     }
 
@@ -226,17 +223,15 @@ impl Log for LogService {
         request: Request<v1::LookupRequest>,
     ) -> Result<Response<v1::LookupResponse>, Status> {
         let key = lookup_key(&request.into_inner().path)?;
-        let reader = self.reader()?;
-        let checkpoint = reader
-            .checkpoint()
-            .map_err(store_status)?
-            .ok_or_else(|| Status::unavailable("the log has no checkpoint yet"))?;
+        // Proofs against the published checkpoint, from the snapshot it was signed over.
+        let view = self.published.view().map_err(store_status)?;
+        let reader = &view.reader;
         let map_proof = reader.map_proof(&key).map_err(store_status)?;
-        let root = checkpoint.checkpoint.map_root;
+        let root = view.checkpoint.map_root;
         let (entry, inclusion_proof) = match map_proof.verify(&key, &root) {
             Ok(MapAnswer::Present(value)) => {
                 let index = value.leaf_index;
-                let size = checkpoint.checkpoint.tree.size;
+                let size = view.checkpoint.tree.size;
                 let mut data = reader.entries(index, index + 1).map_err(store_status)?;
                 let proof = reader.inclusion_proof(index, size).map_err(store_status)?;
                 (
@@ -252,7 +247,7 @@ impl Log for LogService {
         };
         Ok(Response::new(v1::LookupResponse {
             checkpoint: Some(v1::Checkpoint {
-                note: checkpoint.note,
+                note: view.note.clone(),
             }),
             map_proof: Some(map_proof.into()),
             entry,

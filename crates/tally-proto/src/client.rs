@@ -9,6 +9,7 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Once;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
@@ -89,6 +90,9 @@ pub enum ClientError {
         "refusing to send a bearer token in clear to {0}: use https:// or a unix: socket, or allow it explicitly (--allow-plaintext-token)"
     )]
     PlaintextToken(String),
+    /// The HTTP client cannot be built.
+    #[error("HTTP client: {0}")]
+    Http(String),
     /// A CA file cannot be used.
     #[error("CA file {path}: {problem}")]
     CaFile {
@@ -291,6 +295,33 @@ pub fn lazy_channel(address: &Address) -> Result<Channel, ClientError> {
         Address::Http(_) | Address::Https(_) => endpoint.connect_lazy(),
         Address::Unix(path) => endpoint.connect_with_connector_lazy(unix_connector(path.clone())),
     })
+}
+
+/// The HTTP client every Tally HTTP request goes through: rustls with ring, the system's
+/// roots plus any CA file given to [`add_ca_file`], and `timeout` for
+/// connecting and for each read.
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, ClientError> {
+    static PROVIDER: Once = Once::new();
+    // rustls needs one process-wide crypto provider; another caller may have set it.
+    PROVIDER.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    let mut builder = reqwest::Client::builder();
+    if let Some(pem) = extra_ca() {
+        for cert in reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| ClientError::Http(format!("CA file: {e}")))?
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
+        .user_agent(concat!("tally/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(timeout)
+        .read_timeout(timeout)
+        .pool_max_idle_per_host(64)
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| ClientError::Http(e.to_string()))
 }
 
 /// The conflicts an ALREADY_EXISTS status from `Submit` carries in its details.

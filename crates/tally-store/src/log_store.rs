@@ -25,6 +25,8 @@ use crate::map_top::MapTop;
 
 /// The meta key of a log's latest checkpoint (a mirror's verified one).
 pub(crate) const CHECKPOINT: &str = "checkpoint";
+/// The latest checkpoint the log had cosigned, with its witnesses' cosignature lines.
+const COSIGNED: &str = "cosigned";
 
 /// The page cache a store gets unless told otherwise: 128 MiB.
 pub const DEFAULT_CACHE_BYTES: usize = 128 << 20;
@@ -177,6 +179,20 @@ impl LogStore {
     pub fn read(&self) -> Result<LogReader, StoreError> {
         self.log.read(&self.db)
     }
+
+    /// Keeps `note`, a checkpoint of this log with its witnesses' cosignatures, so that a
+    /// restart can serve it again. The caller has checked the signatures. Not acknowledged to
+    /// anyone, so not forced to disk: cosignatures can always be collected again.
+    pub fn set_cosigned(&self, note: &[u8]) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(redb::Durability::None)?;
+        {
+            let mut tables = WriteTables::open(&txn, &self.log.names)?;
+            tables.meta.insert(COSIGNED, note)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
 }
 
 /// The latest checkpoint in a meta table.
@@ -254,5 +270,10 @@ impl LogReader {
         self.meta(CHECKPOINT)?
             .map(StoredCheckpoint::from_note)
             .transpose()
+    }
+
+    /// The checkpoint last kept by [`LogStore::set_cosigned`], with its cosignatures.
+    pub fn cosigned(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.meta(COSIGNED)
     }
 }

@@ -22,6 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
+use tally_core::Note;
 use tally_core::map::{MapKey, MapValue};
 use tally_core::tlog::TreeHead;
 use tally_core::{Attestation, Hash, KeyName};
@@ -331,6 +332,30 @@ impl MirrorStore {
         }
         txn.commit()?;
         Ok(())
+    }
+
+    /// Adds the signature lines of `note` (cosignatures) to the verified checkpoint, when it is
+    /// the same checkpoint. Returns whether anything was added.
+    pub fn merge_signatures(&self, origin: &KeyName, note: &[u8]) -> Result<bool, StoreError> {
+        let log = self.log(origin)?;
+        let _writer = self.writer.lock().map_err(|_| poisoned())?;
+        let txn = self.db.begin_write()?;
+        let added = {
+            let mut meta = txn.open_table(log.names.meta())?;
+            let Some(stored) = meta.get(CHECKPOINT)?.map(|v| v.value().to_vec()) else {
+                return Ok(false);
+            };
+            let (Ok(mut verified), Ok(other)) = (Note::parse(&stored), Note::parse(note)) else {
+                return Ok(false);
+            };
+            if !verified.merge(&other) {
+                return Ok(false);
+            }
+            meta.insert(CHECKPOINT, verified.to_bytes().as_slice())?;
+            true
+        };
+        txn.commit()?;
+        Ok(added)
     }
 
     /// Contradictions found and not yet turned into evidence: (first index, later index).

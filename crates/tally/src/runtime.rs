@@ -82,3 +82,10 @@ impl ReadyFile {
             .with_context(|| format!("writing --ready-file {}", path.display()))
     }
 }
+
+/// Seconds since 1970, for the age of cosignatures.
+pub(crate) fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -61,10 +61,16 @@ fn keygen_writes_a_private_key_and_refuses_to_overwrite() {
         .unwrap();
     let text = String::from_utf8(public.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 2);
+    assert_eq!(lines.len(), 3);
     assert_eq!(lines[0], json["public_key"].as_str().unwrap());
     assert_eq!(lines[1], json["verifier_key"].as_str().unwrap());
     assert!(lines[1].starts_with("builder1.example.org/tally+"));
+    // The third line, labelled: the key as a witness's cosigner key (type 0x04).
+    let cosigner = lines[2]
+        .strip_prefix("as a witness (cosigner key): ")
+        .unwrap();
+    assert_eq!(cosigner, json["cosigner_key"].as_str().unwrap());
+    tally_core::cosignature::CosignatureVerifier::parse(cosigner).unwrap();
 }
 
 #[test]

@@ -6,6 +6,9 @@ use crate::policy::Policy;
 use crate::sample;
 use crate::test_log::TestLog;
 
+/// "Now" for the tests: the cosignatures below are made at 1,700,000,000.
+const NOW: u64 = 1_700_000_100;
+
 /// Three logs; the first two attest sample 5 honestly, the third a different NAR.
 fn federation() -> (Vec<TestLog>, StorePathHash) {
     let mut logs: Vec<TestLog> = (0..3)
@@ -37,7 +40,7 @@ fn ballot(log: &mut TestLog, path: &StorePathHash) -> Ballot {
 }
 
 fn decide_all(trust: &TrustPolicy, path: &StorePathHash, ballots: Vec<Ballot>) -> Decision {
-    decide(trust, path, ballots, &Uncached)
+    decide(trust, path, ballots, &Uncached, NOW)
 }
 
 #[test]
@@ -174,7 +177,7 @@ fn checkpoints_without_the_witness_quorum_do_not_count() {
         let a = b.answer.as_mut().unwrap();
         let mut note = crate::Note::parse(a.checkpoint.as_bytes()).unwrap();
         for w in by {
-            note.add_signature(w.cosign(note.text(), 1_700_000_000));
+            note.add_signature(w.cosign(note.text(), NOW - 100));
         }
         a.checkpoint = String::from_utf8(note.to_bytes()).unwrap();
         b
@@ -198,4 +201,39 @@ fn of_keys_makes_a_policy_without_witnesses() {
     let trust = TrustPolicy::of_keys(&keys, Policy::default()).unwrap();
     assert_eq!(trust.logs().len(), 3);
     assert!(!trust.requires_witnesses());
+}
+
+#[test]
+fn old_cosignatures_do_not_count_under_max_age() {
+    let (mut logs, path) = federation();
+    let w = Cosigner::new(SigningKey::from_seed(
+        crate::KeyName::new("w.example").unwrap(),
+        [90; 32],
+    ));
+    let trust = policy(
+        &logs,
+        &format!(
+            "witness w {}\nquorum w\nmax-age 3600\nattest 2-of-3,dissent=1\n",
+            w.verifier().to_vkey()
+        ),
+    );
+    let cosigned_at = |b: &Ballot, t: u64| {
+        let mut b = b.clone();
+        let a = b.answer.as_mut().unwrap();
+        let mut note = crate::Note::parse(a.checkpoint.as_bytes()).unwrap();
+        note.add_signature(w.cosign(note.text(), t));
+        a.checkpoint = String::from_utf8(note.to_bytes()).unwrap();
+        b
+    };
+    let bare: Vec<Ballot> = logs.iter_mut().map(|l| ballot(l, &path)).collect();
+    let fresh: Vec<Ballot> = bare.iter().map(|b| cosigned_at(b, NOW - 60)).collect();
+    assert_eq!(decide_all(&trust, &path, fresh).verdict.status(), "trusted");
+    let stale: Vec<Ballot> = bare.iter().map(|b| cosigned_at(b, NOW - 7200)).collect();
+    let d = decide_all(&trust, &path, stale);
+    assert_eq!(d.verdict.status(), "unknown");
+    assert!(
+        matches!(&d.votes[0].counted, Counted::Rejected(why) if why.contains("within 3600s")),
+        "{:?}",
+        d.votes[0]
+    );
 }

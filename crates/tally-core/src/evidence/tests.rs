@@ -300,9 +300,12 @@ fn query_bundles_are_decided_under_the_verifiers_policy() {
     let Bundle::Query(q) = &decided.bundle else {
         panic!()
     };
-    assert_eq!(q.decide(&strict, &Uncached).verdict.status(), "disputed");
+    assert_eq!(q.decide(&strict, &Uncached, 0).verdict.status(), "disputed");
     let tolerant = TrustPolicy::of_keys(&keys, "2-of-3,dissent=1".parse().unwrap()).unwrap();
-    assert_eq!(q.decide(&tolerant, &Uncached).verdict.status(), "trusted");
+    assert_eq!(
+        q.decide(&tolerant, &Uncached, 0).verdict.status(),
+        "trusted"
+    );
     // Hiding the dissenter as "unavailable" leaves two verified supporters: the verifier's
     // quorum of two is met, and the hidden log shows as missing, not as support.
     let mut hidden = bundle.clone();
@@ -311,7 +314,7 @@ fn query_bundles_are_decided_under_the_verifiers_policy() {
         answer: None,
         unavailable: Some("down".into()),
     };
-    let d = hidden.decide(&strict, &Uncached);
+    let d = hidden.decide(&strict, &Uncached, 0);
     assert_eq!(d.verdict.status(), "trusted");
     assert!(matches!(
         d.votes[2].counted,
@@ -319,7 +322,10 @@ fn query_bundles_are_decided_under_the_verifiers_policy() {
     ));
     // Under "all", the hidden log means no verdict of trust.
     let all = TrustPolicy::of_keys(&keys, "all".parse().unwrap()).unwrap();
-    assert_ne!(hidden.decide(&all, &Uncached).verdict.status(), "trusted");
+    assert_ne!(
+        hidden.decide(&all, &Uncached, 0).verdict.status(),
+        "trusted"
+    );
     // A query bundle proves nothing by itself.
     assert!(Bundle::Query(bundle).verify(&keys).is_err());
 }

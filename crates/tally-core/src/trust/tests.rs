@@ -68,10 +68,8 @@ fn quorum_none_and_the_default_attestation_quorum() {
     let p = parse(&format!("{}quorum none\n", logs(3))).unwrap();
     assert!(!p.requires_witnesses());
     assert_eq!(p.attest(), &Policy::default());
-    assert!(
-        p.witnessed(&crate::Note::sign("x\n", &log_key(1)).unwrap())
-            .quorum_met
-    );
+    let w = p.witnessed(&crate::Note::sign("x\n", &log_key(1)).unwrap());
+    assert!(p.quorum_met(&w, 0));
 }
 
 #[test]
@@ -160,6 +158,11 @@ fn the_loader_names_the_line_of_each_problem() {
     refused("quorum none\n", 0, "no log lines");
     refused(&format!("{}frobnicate x\n", logs(1)), 2, "unknown keyword");
     refused(
+        &format!("{}quorum none\nmax-age 60\n", logs(1)),
+        3,
+        "quorum none",
+    );
+    refused(
         &format!("{}quorum none\r\n", logs(1)),
         2,
         "Windows line endings",
@@ -205,17 +208,17 @@ fn witness_quorums_follow_the_groups() {
     );
     let p = parse(&text).unwrap();
     let mut note = crate::Note::sign("builder1.example.org/tally\n1\nAAAA\n", &log_key(1)).unwrap();
-    assert!(!p.witnessed(&note).quorum_met);
+    assert!(!p.quorum_met(&p.witnessed(&note), 20));
     note.add_signature(ws[0].cosign(note.text(), 10));
     let one = p.witnessed(&note);
     assert_eq!(one.cosigned, [("w1".to_owned(), 10)]);
-    assert!(!one.quorum_met);
+    assert!(!p.quorum_met(&one, 20));
     // A cosignature by a witness outside the policy does not count.
     let stranger = witness(9);
     note.add_signature(stranger.cosign(note.text(), 11));
-    assert!(!p.witnessed(&note).quorum_met);
+    assert!(!p.quorum_met(&p.witnessed(&note), 20));
     note.add_signature(ws[2].cosign(note.text(), 12));
     let two = p.witnessed(&note);
-    assert!(two.quorum_met);
+    assert!(p.quorum_met(&two, 20));
     assert_eq!(two.cosigned.len(), 2);
 }

@@ -244,7 +244,7 @@ fn explain(args: &ExplainArgs, json: bool) -> anyhow::Result<ExitCode> {
     let hash = paths::store_path_hash(&args.path)?;
     let url = format!("{}/explain/{hash}", args.cache.trim_end_matches('/'));
     let body = runtime::block_on(async {
-        let response = tally_cache::upstream::http_client(std::time::Duration::from_secs(30))?
+        let response = tally_proto::client::http_client(std::time::Duration::from_secs(30))?
             .get(&url)
             .header("accept", "application/json")
             .send()

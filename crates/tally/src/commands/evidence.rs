@@ -166,7 +166,7 @@ pub(crate) fn verify(args: VerifyArgs, json: bool) -> anyhow::Result<ExitCode> {
                      (or the logs' keys with --vkey)"
                 );
             };
-            let d = q.decide(trust, &Uncached);
+            let d = q.decide(trust, &Uncached, runtime::now_unix());
             let trusted = d.verdict.status() == "trusted";
             ok &= trusted;
             let counted: Vec<serde_json::Value> = d

@@ -16,8 +16,11 @@ pub(crate) enum Command {
 
 /// Print the public halves of a secret key.
 ///
-/// Prints two lines: the Nix public key (name:base64, as in trusted-public-keys) and the
-/// signed-note verifier key (name+id+base64, as aggregators and `--vkey` take it).
+/// Prints three lines: the Nix public key (name:base64, as in trusted-public-keys), the
+/// signed-note verifier key (name+id+base64, as trust policies, aggregators and `--vkey` take
+/// it), and, labelled, the key's C2SP cosignature verifier key (name+id+base64 of 0x04 and
+/// the key): what clients put on a `witness` line when this key is a witness's (an
+/// aggregator's witness_key_file).
 ///
 /// Example:
 ///
@@ -36,6 +39,7 @@ pub(crate) struct PublicKeys {
     pub(crate) name: String,
     pub(crate) public_key: String,
     pub(crate) verifier_key: String,
+    pub(crate) cosigner_key: String,
 }
 
 impl PublicKeys {
@@ -45,6 +49,9 @@ impl PublicKeys {
             name: key.name().to_string(),
             public_key: public.to_nix_public(),
             verifier_key: public.to_note_vkey(),
+            cosigner_key: tally_core::cosignature::Cosigner::new(key.clone())
+                .verifier()
+                .to_vkey(),
         }
     }
 }
@@ -59,6 +66,7 @@ pub(crate) fn run(cmd: Command, json: bool) -> anyhow::Result<ExitCode> {
             } else {
                 outln!("{}", public.public_key);
                 outln!("{}", public.verifier_key);
+                outln!("as a witness (cosigner key): {}", public.cosigner_key);
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -41,11 +41,13 @@ pub(crate) fn run(args: Args, json: bool) -> anyhow::Result<ExitCode> {
             "name": public.name,
             "public_key": public.public_key,
             "verifier_key": public.verifier_key,
+            "cosigner_key": public.cosigner_key,
         }))?;
     } else {
         outln!("wrote {}", args.secret_key_file.display());
         outln!("public key (Nix):     {}", public.public_key);
         outln!("verifier key (note):  {}", public.verifier_key);
+        outln!("as a witness:         {}", public.cosigner_key);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -241,7 +241,10 @@ fn judge(trust: Option<&TrustPolicy>, answers: &[PathAnswer]) -> Vec<PathResult>
     answers
         .iter()
         .map(|a| match trust {
-            Some(t) => verified(&a.path, &decide(t, &a.hash, a.ballots(), &Uncached)),
+            Some(t) => verified(
+                &a.path,
+                &decide(t, &a.hash, a.ballots(), &Uncached, runtime::now_unix()),
+            ),
             None => unverified(a),
         })
         .collect()
