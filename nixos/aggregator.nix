@@ -64,17 +64,24 @@ in
       '';
       description = ''
         The logs to follow, by display name; they become the `[[logs]]` tables of the config.
-        Either this or {option}`services.tally.aggregator.policyFile` must list them.
+        Either this or {option}`services.tally.aggregator.policyFile` lists them, not both.
       '';
     };
 
     policyFile = mkOption {
       type = types.nullOr types.path;
       default = null;
+      example = lib.literalExpression "./trust.policy";
       description = ''
-        A C2SP tlog-policy file listing the logs (their verifier keys and URLs) and Tally's
-        `attest N-of-M` line, instead of or beside {option}`services.tally.aggregator.logs`.
-        It holds only public keys, so it may be in the Nix store. Sets `settings.policy_file`.
+        A trust policy file (C2SP tlog-policy; examples/trust.policy) whose logs to follow,
+        instead of {option}`services.tally.aggregator.logs`: each `log` line (with its URL,
+        which the aggregator needs) and `mirror` line. Its `attest` line is the default
+        query policy unless `settings.policy` is set. The same file can be a cache's
+        {option}`services.tally.cache.policyFile`.
+
+        It holds only public keys, so it belongs in the Nix store: give a Nix path
+        (`./trust.policy`, copied there) or a store path (`pkgs.writeText …`), which the
+        build-time check reads. Sets `settings.policy_file`.
       '';
     };
 
@@ -134,13 +141,14 @@ in
             description = "Where the aggregator's database lives; inside ${stateDir}, the service's only writable place.";
           };
           policy = mkOption {
-            type = common.policyType;
-            default = "majority";
+            type = types.nullOr common.policyType;
+            default = null;
             example = "2-of-3,dissent=1";
             description = ''
               The trust policy queries use unless they name one: `majority`, `all` or
               `N-of-M` (M must be the number of logs), then optionally `,dissent=K` and
-              `,require=ORIGIN+ORIGIN`.
+              `,require=ORIGIN+ORIGIN`. If null, the `attest` line of
+              {option}`services.tally.aggregator.policyFile`, or else `majority`.
             '';
           };
         };
@@ -163,6 +171,19 @@ in
       {
         assertion = cfg.logs != { } || cfg.settings ? logs || cfg.settings ? policy_file;
         message = "services.tally.aggregator: no logs to follow: set services.tally.aggregator.logs or services.tally.aggregator.policyFile.";
+      }
+      {
+        assertion = !(cfg.settings ? logs && cfg.settings ? policy_file);
+        message = "services.tally.aggregator: both logs and policyFile are set: give the logs in one of them, not both.";
+      }
+      {
+        assertion = cfg.checkConfig && cfg.settings ? policy_file -> common.inStore cfg.settings.policy_file;
+        message = ''
+          services.tally.aggregator.policyFile (${toString (cfg.settings.policy_file or "")}) is not in
+          the Nix store, so the build-time check cannot read it: give a Nix path
+          (./trust.policy) or a store path (pkgs.writeText "trust.policy" "…"; it holds only
+          public keys), or set services.tally.aggregator.checkConfig = false.
+        '';
       }
       {
         assertion = common.isUnder stateDir cfg.settings.data_dir;
@@ -190,7 +211,9 @@ in
 
     services.tally.aggregator.configFile = common.configFile {
       inherit pkgs;
-      inherit (cfg) package settings;
+      inherit (cfg) package;
+      # TOML has no null: an unset policy is left out.
+      settings = lib.filterAttrs (_: v: v != null) cfg.settings;
       command = "aggregate";
       name = "tally-aggregator";
       check = cfg.checkConfig;

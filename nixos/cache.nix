@@ -1,5 +1,8 @@
 # services.tally.cache: a binary cache that serves a narinfo only when a quorum of logs
 # attests it, re-signed with its own key (`tally cache serve`); and Nix configured to use it.
+# Every log's answer is checked against the cache's own trust policy (policyFile, or
+# trustPolicy written as Nix), which is also linked to /etc/tally/trust.policy for the
+# machine's users (`tally check --policy-file /etc/tally/trust.policy …`).
 {
   config,
   lib,
@@ -17,6 +20,35 @@ let
 
   aggregatorCfg = config.services.tally.aggregator or { };
   localAggregator = aggregatorCfg.enable or false;
+  # The answers come from the aggregator on this machine (aggregator.url's default then).
+  usesLocalAggregator = localAggregator && cfg.settings.aggregator.url != null;
+  # No aggregator at all: the cache asks the logs themselves, at the trust policy's URLs.
+  asksLogs = cfg.settings.aggregator.url == null && !(cfg.settings.aggregator ? config);
+
+  # trustPolicy, rendered (only evaluated when trustPolicy is set).
+  generatedPolicy = pkgs.writeText "tally-trust.policy" (common.renderTrustPolicy cfg.trustPolicy);
+  policyPath = cfg.settings.policy_file;
+  etcPolicy = "/etc/tally/trust.policy";
+  logsWithoutUrls =
+    if cfg.trustPolicy == null then
+      [ ]
+    else
+      lib.attrNames (lib.filterAttrs (_: l: l.urls == [ ]) cfg.trustPolicy.logs);
+
+  # TOML has no null: unset options (aggregator.url, ca_file, …) are left out, and so is an
+  # [aggregator] table left empty, which tally would read as "neither url nor config".
+  # Not into derivations (`policyFile = pkgs.writeText …`): they are written as their path.
+  dropNulls =
+    v:
+    if builtins.isAttrs v && !lib.isDerivation v then
+      lib.mapAttrs (_: dropNulls) (lib.filterAttrs (_: x: x != null) v)
+    else
+      v;
+  tomlSettings =
+    let
+      s = dropNulls cfg.settings;
+    in
+    if s.aggregator or { } == { } then removeAttrs s [ "aggregator" ] else s;
 
   # What Nix on this machine is told: the cache's URL, tried before cache.nixos.org (40).
   substituter = "http://${common.localAddress cfg.settings.listen}?priority=${toString cfg.settings.priority}";
@@ -32,13 +64,14 @@ in
         The cache's configuration, written to a TOML file: every option of
         [examples/cache.toml](https://github.com/tally-transparency/tally/blob/main/examples/cache.toml)
         can be set here. `secret_key_file` and `policy_file` come from the options below.
+        There is no `policy`: the attestation quorum is the trust policy's `attest` line.
       '';
       default = { };
       example = lib.literalExpression ''
         {
           upstreams = [ "https://cache.nixos.org" ];
           aggregator.url = "http://aggregator.example.org:7421";
-          policy = "2-of-3";
+          decision_ttl_secs = 30;
         }
       '';
       type = types.submodule {
@@ -63,12 +96,47 @@ in
             default = 30;
             description = "`Priority` in /nix-cache-info; Nix tries lower numbers first (cache.nixos.org is 40).";
           };
+          mode = mkOption {
+            type = types.enum [
+              "enforce"
+              "report-only"
+            ];
+            default = "enforce";
+            description = ''
+              `enforce` serves only what the trust policy admits. `report-only`, for rolling
+              out, also serves what it would refuse, as the upstreams have it (with their
+              signatures, not re-signed), and logs and counts it
+              (`tally_cache_report_only_refusals` on /metrics). Nix must then trust the
+              upstreams' keys as well: set {option}`services.tally.cache.onlySubstituter` to
+              false while rolling out.
+            '';
+          };
+          ca_file = mkOption {
+            type = types.nullOr types.path;
+            default = null;
+            example = lib.literalExpression "./internal-ca.pem";
+            description = ''
+              Extra CA certificates (PEM) to trust for `https://` upstreams, aggregators and
+              logs, besides the system's roots. They are public: give a Nix path or a store
+              path, which the build-time check reads (a file elsewhere needs
+              `checkConfig = false`, and must be readable by the service's dynamic user).
+            '';
+          };
+          policy_file = mkOption {
+            type = types.nullOr types.path;
+            default = cfg.policyFile;
+            defaultText = lib.literalExpression "config.services.tally.cache.policyFile";
+            description = "The trust policy file: set {option}`services.tally.cache.policyFile` or {option}`services.tally.cache.trustPolicy`.";
+          };
           aggregator = mkOption {
             default = { };
             description = ''
-              Where verdicts come from: exactly one of `url` (a running aggregator) and
-              `config` (an aggregator config file, run inside the cache's process; its
-              `data_dir` must then be inside /var/lib/tally-cache).
+              Where the logs' answers come from: `url` (a running aggregator), or `config` (an
+              aggregator config file, run inside the cache's process; its `data_dir` must then
+              be inside /var/lib/tally-cache), or neither: then the cache asks the logs
+              themselves, at the URLs of its trust policy's `log` and `mirror` lines (every
+              log needs one). The answers carry proofs, which the cache checks against its
+              trust policy: no aggregator is taken on its word.
             '';
             type = types.submodule {
               freeformType = (pkgs.formats.toml { }).type;
@@ -84,9 +152,9 @@ in
                 '';
                 example = "http://aggregator.example.org:7421";
                 description = ''
-                  The aggregator the verdicts come from (`http://host:port` or `unix:/path`).
-                  It defaults to {option}`services.tally.aggregator` when that runs on this
-                  machine.
+                  The aggregator the answers come from (`http://host:port`, `https://…` or
+                  `unix:/path`). It defaults to {option}`services.tally.aggregator` when that
+                  runs on this machine; null (the default otherwise) asks the logs directly.
                 '';
               };
             };
@@ -102,11 +170,56 @@ in
 
     policyFile = mkOption {
       type = types.nullOr types.path;
-      default = null;
+      default = if cfg.trustPolicy != null then generatedPolicy else null;
+      defaultText = lib.literalExpression ''
+        if config.services.tally.cache.trustPolicy != null then <trustPolicy, rendered into the store> else null
+      '';
+      example = lib.literalExpression "./trust.policy";
       description = ''
-        The cache's own trust policy: a C2SP tlog-policy file listing the logs' verifier keys
-        and URLs and Tally's `attest N-of-M` line. It holds only public keys, so it may be in
-        the Nix store. Sets `settings.policy_file`.
+        Required, unless {option}`services.tally.cache.trustPolicy` is set: the cache's own
+        trust policy, a C2SP tlog-policy file (examples/trust.policy, docs/formats.md). Its
+        `log` lines are the logs whose answers count (their signed-note verifier keys, and
+        the URLs to ask them at when there is no aggregator), `witness`, `group` and `quorum`
+        lines the cosignatures a checkpoint needs (`quorum none` for none), `attest N-of-M`
+        how many logs must attest the same NAR, and `mirror` lines more URLs for a log.
+        Every answer is checked against it.
+
+        It holds only public keys, so it may be in the Nix store: a Nix path such as
+        `./trust.policy` is copied there, and the build-time check reads it. A file
+        elsewhere (a string) must be readable by the service's dynamic user; it is checked
+        when the service starts. Sets `settings.policy_file`; /etc/tally/trust.policy links
+        to it.
+      '';
+    };
+
+    trustPolicy = mkOption {
+      type = types.nullOr (types.submodule common.trustPolicyModule);
+      default = null;
+      example = lib.literalExpression ''
+        {
+          logs = {
+            builder1 = {
+              vkey = "builder1.example.org/tally+4596fa37+AZx05ZFgVj5LsROwtdwlhE0vw56itUBGI6PO4Dso0t1R";
+              urls = [ "http://builder1.example.org:7420" ];
+            };
+            builder2 = {
+              vkey = "builder2.example.org/tally+8ebebb6f+AW6fgm3iw1G1XzNSwlYerg5utpTTPe8aoBMOnPiTyNKl";
+              urls = [ "http://builder2.example.org:7420" ];
+            };
+            builder3 = {
+              vkey = "builder3.example.org/tally+43154245+Af1xpV9ws6KXGSKzTnXcdeg6ex18Bm/wUgN3A+BulN6z";
+              urls = [ "http://builder3.example.org:7420" ];
+            };
+          };
+          quorum = "none"; # no witness cosignatures required
+          attest = "2-of-3";
+        }
+      '';
+      description = ''
+        The trust policy written as Nix, instead of a
+        {option}`services.tally.cache.policyFile`: `logs` (`log` and `mirror` lines),
+        `witnesses`, `groups`, `quorum` (default `none`) and `attest` (default `majority`).
+        It is rendered into a file in the Nix store, which becomes `policyFile`.
       '';
     };
 
@@ -169,7 +282,7 @@ in
         other module's entries). This is what enforces the quorum: Nix falls back to the
         next substituter when this one answers 404, so any other substituter or trusted key
         is a way around it. Put other caches in `settings.upstreams` instead. Set it to false
-        to only prefer the cache.
+        to only prefer the cache, as while rolling out with `settings.mode = "report-only"`.
       '';
     };
 
@@ -187,11 +300,50 @@ in
   config = mkIf cfg.enable {
     assertions = [
       {
-        assertion = cfg.settings.aggregator.url != null || cfg.settings.aggregator ? config;
+        assertion = policyPath != null;
         message = ''
-          services.tally.cache.settings.aggregator.url is not set: name the aggregator the
-          verdicts come from (e.g. "http://aggregator.example.org:7421"), or enable
-          services.tally.aggregator on this machine.
+          services.tally.cache: no trust policy. Set services.tally.cache.policyFile to a
+          C2SP tlog-policy file (`log` lines with the logs' verifier keys, a `quorum` line
+          and an `attest N-of-M` line; see examples/trust.policy), or write it as Nix in
+          services.tally.cache.trustPolicy = { logs = { … }; attest = "2-of-3"; }.
+        '';
+      }
+      {
+        assertion = cfg.trustPolicy != null -> toString cfg.policyFile == toString generatedPolicy;
+        message = ''
+          services.tally.cache: both trustPolicy and policyFile (${toString cfg.policyFile}) are
+          set; set only one of them.
+        '';
+      }
+      {
+        assertion = cfg.trustPolicy != null -> cfg.trustPolicy.logs != { };
+        message = "services.tally.cache.trustPolicy.logs is empty: list the logs whose answers count.";
+      }
+      {
+        assertion = asksLogs -> logsWithoutUrls == [ ];
+        message = ''
+          services.tally.cache has no aggregator (settings.aggregator.url is null), so it asks
+          the logs themselves, but these have no urls: ${
+            lib.concatMapStringsSep ", " (n: "trustPolicy.logs.${n}.urls") logsWithoutUrls
+          }. Give each log's URL, or set services.tally.cache.settings.aggregator.url.
+        '';
+      }
+      {
+        assertion = !(cfg.settings ? policy);
+        message = ''
+          services.tally.cache.settings.policy is no longer an option of the cache: the
+          attestation quorum is the `attest` line of its trust policy
+          (services.tally.cache.trustPolicy.attest, or the policyFile's `attest` line).
+        '';
+      }
+      {
+        assertion =
+          cfg.checkConfig && cfg.settings.ca_file != null -> common.inStore cfg.settings.ca_file;
+        message = ''
+          services.tally.cache.settings.ca_file (${toString cfg.settings.ca_file}) is not in
+          the Nix store, so the build-time check cannot read it: give a Nix path (./ca.pem)
+          or a store path (CA certificates are public), or set
+          services.tally.cache.checkConfig = false.
         '';
       }
       {
@@ -219,24 +371,30 @@ in
           else
             "Read the key with `tally key public --secret-key-file ${cfg.secretKeyFile} | head -1`"
         }, set services.tally.cache.publicKey to it and rebuild.
+      ''
+      ++ lib.optional (cfg.settings.mode == "report-only" && cfg.configureNix && cfg.onlySubstituter) ''
+        services.tally.cache.settings.mode is "report-only": what the trust policy refuses is
+        passed on with the upstreams' signatures only, but with onlySubstituter Nix on this
+        machine trusts no key but the cache's, so it still refuses those paths. While rolling
+        out, set services.tally.cache.onlySubstituter = false.
       '';
 
-    services.tally.cache.settings = {
-      secret_key_file = common.credential "tally-cache" "secret-key";
-      policy_file = mkIf (cfg.policyFile != null) cfg.policyFile;
-    };
+    services.tally.cache.settings.secret_key_file = common.credential "tally-cache" "secret-key";
 
     services.tally.cache.configFile = common.configFile {
       inherit pkgs;
       inherit (cfg) package;
-      # TOML has no null: an unset aggregator.url is left out.
-      settings = lib.filterAttrsRecursive (_: v: v != null) cfg.settings;
+      settings = tomlSettings;
       command = "cache";
       name = "tally-cache";
       check = cfg.checkConfig;
     };
 
     environment.etc."tally/cache.toml".source = cfg.configFile;
+    # The machine's trust policy, for its users: tally check --policy-file /etc/tally/trust.policy
+    environment.etc."tally/trust.policy" = mkIf (policyPath != null && toString policyPath != etcPolicy) {
+      source = lib.mkDefault policyPath;
+    };
     environment.systemPackages = [ cfg.package ];
 
     nix.settings = mkIf cfg.configureNix (
@@ -266,11 +424,11 @@ in
     systemd.services.tally-cache = {
       description = "Tally binary cache proxy";
       wantedBy = [ "multi-user.target" ];
-      wants = [ "network-online.target" ] ++ lib.optional localAggregator "tally-aggregator.service";
+      wants = [ "network-online.target" ] ++ lib.optional usesLocalAggregator "tally-aggregator.service";
       after = [
         "network-online.target"
       ]
-      ++ lib.optional localAggregator "tally-aggregator.service"
+      ++ lib.optional usesLocalAggregator "tally-aggregator.service"
       ++ lib.optional (cfg.secretKeyFile == null) "tally-cache-keygen.service";
       requires = lib.optional (cfg.secretKeyFile == null) "tally-cache-keygen.service";
       serviceConfig = common.hardening // {
@@ -284,6 +442,7 @@ in
         StateDirectoryMode = "0700";
         UMask = "0077";
         LoadCredential = [ "secret-key:${keyFile}" ];
+        # Upstreams, the aggregator or the logs: over TCP, or a Unix socket (`unix:` URLs).
         RestrictAddressFamilies = [
           "AF_UNIX"
           "AF_INET"

@@ -37,6 +37,167 @@ rec {
       description = "trust policy (`majority`, `all` or `N-of-M`, then optional `,dissent=K` and `,require=A+B`)";
     };
 
+  # A signed-note verifier key (`name+id+base64`), the second line of `tally key public`:
+  # what a trust policy's `log` and `witness` lines take.
+  noteVkeyType = types.strMatching "[^[:space:][:cntrl:]+:]+[+][0-9a-f]{8}[+][A-Za-z0-9+/]+=*" // {
+    description = "signed-note verifier key (`name+id+base64`)";
+  };
+
+  # Where a log is reached: http(s):// or a Unix socket; no white space (a policy line's words).
+  logUrlType = types.strMatching "(https?://|unix:/)[^[:space:]]+" // {
+    description = "log URL (`http://…`, `https://…` or `unix:/…`)";
+  };
+
+  # A file a build-time check must read: a Nix path value (copied into the store) or a store
+  # path. A path elsewhere (`"/etc/…"`) is not there when the system is built.
+  inStore = v: builtins.isPath v || lib.hasPrefix "${builtins.storeDir}/" (toString v);
+
+  # A consumer's trust policy, written as Nix and rendered into the file `tally` reads (a
+  # C2SP tlog-policy plus Tally's `attest` and `mirror` lines; docs/formats.md). It holds
+  # only public keys, so it may be in the Nix store.
+  trustPolicyModule = {
+    options = {
+      logs = mkOption {
+        type = types.attrsOf (
+          types.submodule {
+            options = {
+              vkey = mkOption {
+                type = noteVkeyType;
+                example = "builder1.example.org/tally+4596fa37+AZx05ZFgVj5LsROwtdwlhE0vw56itUBGI6PO4Dso0t1R";
+                description = ''
+                  The log's signed-note verifier key: the second line of `tally key public
+                  --secret-key-file KEY` (or of the log's generated `log.key.pub`). Its name is
+                  the log's origin.
+                '';
+              };
+              urls = mkOption {
+                type = types.listOf logUrlType;
+                default = [ ];
+                example = [
+                  "http://builder1.example.org:7420"
+                  "http://mirror.example.org/builder1"
+                ];
+                description = ''
+                  Where to reach the log, tried in order (the first on its `log` line, the
+                  others as `mirror` lines). Needed when the logs are asked directly (no
+                  aggregator); an aggregator ignores them.
+                '';
+              };
+            };
+          }
+        );
+        example = lib.literalExpression ''
+          {
+            builder1 = {
+              vkey = "builder1.example.org/tally+4596fa37+AZx05ZFgVj5LsROwtdwlhE0vw56itUBGI6PO4Dso0t1R";
+              urls = [ "http://builder1.example.org:7420" ];
+            };
+          }
+        '';
+        description = "The logs whose answers count, by a label of your choice (written as a comment).";
+      };
+      witnesses = mkOption {
+        type = types.attrsOf (
+          types.submodule {
+            options = {
+              vkey = mkOption {
+                type = noteVkeyType;
+                description = "The witness's cosignature verifier key (`name+id+base64` of 0x04 and the public key).";
+              };
+              url = mkOption {
+                type = types.nullOr logUrlType;
+                default = null;
+                description = "The witness's tlog-witness submission prefix, if any.";
+              };
+            };
+          }
+        );
+        default = { };
+        description = "Witnesses, by name (`witness` lines), for `groups` and `quorum`.";
+      };
+      groups = mkOption {
+        type = types.listOf (
+          types.submodule {
+            options = {
+              name = mkOption {
+                type = types.strMatching "[^[:space:][:cntrl:]]+";
+                description = "The group's name.";
+              };
+              threshold = mkOption {
+                type = types.either (types.enum [
+                  "all"
+                  "any"
+                ]) types.ints.positive;
+                description = "How many members must have cosigned: `all`, `any` or a number.";
+              };
+              members = mkOption {
+                type = types.nonEmptyListOf (types.strMatching "[^[:space:][:cntrl:]]+");
+                description = "Witnesses and groups defined before this group.";
+              };
+            };
+          }
+        );
+        default = [ ];
+        example = lib.literalExpression ''[ { name = "two-of-three"; threshold = 2; members = [ "w1" "w2" "w3" ]; } ]'';
+        description = "Groups of witnesses (`group` lines), in order: a group names only what is above it.";
+      };
+      quorum = mkOption {
+        type = types.strMatching "[^[:space:][:cntrl:]]+";
+        default = "none";
+        example = "two-of-three";
+        description = ''
+          The witness quorum a log's checkpoint must carry: a witness, a group, or `none`
+          (no cosignatures required).
+        '';
+      };
+      attest = mkOption {
+        type = policyType;
+        default = "majority";
+        example = "2-of-3,dissent=1";
+        description = ''
+          How many logs must attest the same NAR: `majority`, `all` or `N-of-M` (M is the
+          number of logs), then optionally `,dissent=K` and `,require=ORIGIN+ORIGIN`.
+        '';
+      };
+    };
+  };
+
+  # The text of a trust policy given as trustPolicyModule.
+  renderTrustPolicy =
+    p:
+    let
+      originOf = vkey: builtins.head (lib.splitString "+" vkey);
+      label = name: builtins.replaceStrings [ "
+" "
+" ] [ " " " " ] name;
+      log =
+        name: l:
+        "# ${label name}
+log ${l.vkey}${lib.optionalString (l.urls != [ ]) " ${builtins.head l.urls}"}
+"
+        + lib.concatMapStrings (u: "mirror ${originOf l.vkey} ${u}
+") (lib.drop 1 l.urls);
+      witness =
+        name: w: "witness ${name} ${w.vkey}${lib.optionalString (w.url != null) " ${w.url}"}
+";
+      group = g: "group ${g.name} ${toString g.threshold} ${lib.concatStringsSep " " g.members}
+";
+    in
+    ''
+      # A Tally trust policy (C2SP tlog-policy, plus Tally's attest and mirror lines),
+      # generated by NixOS. It holds only public keys.
+
+    ''
+    + lib.concatStrings (lib.mapAttrsToList log p.logs)
+    + "
+"
+    + lib.concatStrings (lib.mapAttrsToList witness p.witnesses)
+    + lib.concatMapStrings group p.groups
+    + "quorum ${p.quorum}
+"
+    + "attest ${p.attest}
+";
+
   # Files holding secrets are named by a string, never a Nix path value: a path value such as
   # `./log.key` would copy the secret into the world-readable Nix store.
   secretFileType =
@@ -199,7 +360,7 @@ rec {
             ${package}/bin/tally keygen --name "$name" --secret-key-file "$key"
           fi
           public=$(${package}/bin/tally key public --secret-key-file "$key")
-          # Two lines: the Nix public key (name:base64), then the verifier key.
+          # The Nix public key (name:base64), the verifier key, the key as a witness.
           set -- $public
           nix_key=$1
           if [ "''${nix_key%:*}" != "$name" ]; then

@@ -5,13 +5,16 @@
 //! unit runs under systemd (docs/nixos.md says what is covered and what is not).
 //!
 //! Checked here: every `.nix` file parses; each module evaluates alone with its defaults and
-//! all together with a full example; bad values fail with the option's own message; units
-//! are hardened and start the real command; the generated configs pass the real binary's
-//! `check-config`, and a bad one fails the build; the cache configures Nix; the keygen unit's
-//! script makes, keeps and checks keys; the hook wrapper attests to a live log, spools when
-//! it is down, and never fails a build; the flake's modules evaluate through `nix eval` with
-//! stub inputs; the VM test's nodes evaluate and its script is valid Python; the examples in
-//! docs/nixos.md evaluate. Needs Nix; see `tally_tests::nix`.
+//! all together with a full example; bad values fail with the option's own message, and
+//! missing ones (the cache's trust policy) with the assertion's; units are hardened and start
+//! the real command; the generated configs (and trust policies) pass the real binary's
+//! `check-config`, and a bad one fails the build; the cache configures Nix, asks the logs
+//! directly when it has no aggregator, and puts its trust policy in /etc/tally; the keygen
+//! unit's script makes, keeps and checks keys; the hook wrapper attests to a live log, spools
+//! when it is down, and never fails a build; the flake's modules evaluate through `nix eval`
+//! with stub inputs; the VM test's nodes evaluate, their configs pass `check-config`, and its
+//! script is valid Python; the examples in docs/nixos.md evaluate and build. Needs Nix; see
+//! `tally_tests::nix`.
 
 use std::cell::Cell;
 use std::os::unix::fs::PermissionsExt as _;
@@ -177,7 +180,46 @@ const AGGREGATOR: &str = r#"{
     };
   };
 }"#;
-const CACHE: &str = r#"{ services.tally.cache = { enable = true; settings.aggregator.url = "http://aggregator.example.org:7421"; }; }"#;
+/// The cache's trust policy: the three logs of examples/trust.policy, 2-of-3.
+const CACHE: &str = r#"{
+  services.tally.cache = {
+    enable = true;
+    settings.aggregator.url = "http://aggregator.example.org:7421";
+    trustPolicy = {
+      logs = {
+        builder1.vkey = "builder1.example.org/tally+4596fa37+AZx05ZFgVj5LsROwtdwlhE0vw56itUBGI6PO4Dso0t1R";
+        builder2.vkey = "builder2.example.org/tally+8ebebb6f+AW6fgm3iw1G1XzNSwlYerg5utpTTPe8aoBMOnPiTyNKl";
+        builder3.vkey = "builder3.example.org/tally+43154245+Af1xpV9ws6KXGSKzTnXcdeg6ex18Bm/wUgN3A+BulN6z";
+      };
+      attest = "2-of-3";
+    };
+  };
+}"#;
+
+/// A cache without an aggregator: it asks the logs, at its trust policy's URLs.
+const CACHE_DIRECT: &str = r#"{
+  services.tally.cache = {
+    enable = true;
+    trustPolicy = {
+      logs = {
+        builder1 = {
+          vkey = "builder1.example.org/tally+4596fa37+AZx05ZFgVj5LsROwtdwlhE0vw56itUBGI6PO4Dso0t1R";
+          urls = [ "http://builder1.example.org:7420" ];
+        };
+        builder2 = {
+          vkey = "builder2.example.org/tally+8ebebb6f+AW6fgm3iw1G1XzNSwlYerg5utpTTPe8aoBMOnPiTyNKl";
+          urls = [ "http://builder2.example.org:7420" "http://mirror.example.org/builder2" ];
+        };
+        builder3 = {
+          vkey = "builder3.example.org/tally+43154245+Af1xpV9ws6KXGSKzTnXcdeg6ex18Bm/wUgN3A+BulN6z";
+          urls = [ "https://builder3.example.org" ];
+        };
+      };
+      quorum = "none";
+      attest = "majority";
+    };
+  };
+}"#;
 
 /// Every role on one machine, with most options set.
 const FULL: &str = r#"{
@@ -213,7 +255,24 @@ const FULL: &str = r#"{
   services.tally.cache = {
     enable = true;
     publicKey = "builder1.example.org-tally-1:bp+CbeLDUbVfM1LCVh6uDm62lNM97xqgEw6c+JPI0qU=";
-    settings = { policy = "2-of-2"; decision_ttl_secs = 30; upstream_timeout_secs = 10; };
+    trustPolicy = {
+      logs = {
+        builder1.vkey = "builder1.example.org/tally+4596fa37+AZx05ZFgVj5LsROwtdwlhE0vw56itUBGI6PO4Dso0t1R";
+        builder2 = {
+          vkey = "builder2.example.org/tally+8ebebb6f+AW6fgm3iw1G1XzNSwlYerg5utpTTPe8aoBMOnPiTyNKl";
+          urls = [ "http://builder2.example.org:7420" "http://mirror.example.org/builder2" ];
+        };
+      };
+      attest = "2-of-2";
+    };
+    # Rolling out: serve everything, count what the gate would refuse, keep the other caches.
+    onlySubstituter = false;
+    settings = {
+      mode = "report-only";
+      ca_file = builtins.toFile "ca.pem" "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n";
+      decision_ttl_secs = 30;
+      upstream_timeout_secs = 10;
+    };
   };
 }"#;
 
@@ -377,7 +436,8 @@ fn each_module_evaluates_alone_with_its_defaults() {
 
     let aggregator = h.eval(&["aggregator"], &[AGGREGATOR]);
     let settings = &aggregator["settings"]["aggregator"];
-    assert_eq!(settings["policy"], json!("majority"));
+    // Unset: tally's default (majority, or a policy file's `attest` line) applies.
+    assert_eq!(settings["policy"], json!(null));
     assert_eq!(settings["logs"][0]["name"], json!("builder1"));
     assert!(settings.get("witness_key_file").is_none());
     let unit = &aggregator["services"]["tally-aggregator"];
@@ -392,9 +452,23 @@ fn each_module_evaluates_alone_with_its_defaults() {
         settings["aggregator"],
         json!({"url": "http://aggregator.example.org:7421"})
     );
+    assert_eq!(settings["mode"], json!("enforce"));
+    // trustPolicy, rendered into the store, is the policy file, and /etc/tally/trust.policy.
+    let policy = settings["policy_file"].as_str().unwrap();
+    assert!(
+        policy.starts_with("/nix/store/") && policy.ends_with("-tally-trust.policy"),
+        "{policy}"
+    );
+    assert_eq!(cache["etc"]["tally/trust.policy"], json!(policy));
     let unit = &cache["services"]["tally-cache"];
     assert_hardened("tally-cache", unit);
     assert_exec_start(unit, "cache", "tally-cache");
+    // No aggregator on this machine: nothing to wait for.
+    assert_eq!(unit["wants"], json!(["network-online.target"]));
+    assert_eq!(
+        unit["after"],
+        json!(["network-online.target", "tally-cache-keygen.service"])
+    );
     assert_keygen(
         "tally-cache-keygen",
         &cache["services"]["tally-cache-keygen"],
@@ -458,11 +532,17 @@ fn a_full_example_evaluates_with_hardened_units() {
         aggregator["admin_token_file"],
         json!("/run/credentials/tally-aggregator.service/admin-token")
     );
-    // The cache asks the aggregator on this machine, through loopback.
-    assert_eq!(
-        settings["cache"]["aggregator"]["url"],
-        json!("http://127.0.0.1:7421")
+    // The cache asks the aggregator on this machine, through loopback, and checks its
+    // answers against its own policy.
+    let cache = &settings["cache"];
+    assert_eq!(cache["aggregator"]["url"], json!("http://127.0.0.1:7421"));
+    assert_eq!(cache["mode"], json!("report-only"));
+    assert!(
+        cache["ca_file"].as_str().unwrap().ends_with("-ca.pem"),
+        "{cache}"
     );
+    assert!(cache.get("policy").is_none(), "{cache}");
+    assert_eq!(all["etc"]["tally/trust.policy"], cache["policy_file"]);
     assert_eq!(
         all["services"]["tally-cache"]["after"],
         json!([
@@ -495,6 +575,7 @@ fn a_full_example_evaluates_with_hardened_units() {
         "tally/log.toml",
         "tally/aggregator.toml",
         "tally/cache.toml",
+        "tally/trust.policy",
     ] {
         assert!(etc.contains_key(file), "{etc:?}");
     }
@@ -565,7 +646,7 @@ fn bad_values_fail_evaluation_with_the_options_message() {
                 r#"{{ imports = [ {} ]; services.tally.aggregator.settings.policy = "2 of 3"; }}"#,
                 h.module(AGGREGATOR).display()
             ),
-            "services.tally.aggregator.settings.policy' is not of type `trust policy",
+            "services.tally.aggregator.settings.policy' is not of type `null or trust policy",
         ),
         (
             &["aggregator"],
@@ -578,9 +659,83 @@ fn bad_values_fail_evaluation_with_the_options_message() {
             "services.tally.aggregator.logs.b1.vkey' is not of type",
         ),
         (
+            &["aggregator"],
+            &format!(
+                r#"{{ imports = [ {} ]; services.tally.aggregator.policyFile = {}; }}"#,
+                h.module(AGGREGATOR).display(),
+                repo().join("examples/trust.policy").display()
+            ),
+            "services.tally.aggregator: both logs and policyFile are set",
+        ),
+        (
+            &["aggregator"],
+            r#"{ services.tally.aggregator = { enable = true; policyFile = "/etc/tally/trust.policy"; }; }"#,
+            "services.tally.aggregator.policyFile (/etc/tally/trust.policy) is not in",
+        ),
+        (
             &["cache"],
             "{ services.tally.cache.enable = true; }",
-            "services.tally.cache.settings.aggregator.url is not set",
+            "services.tally.cache: no trust policy. Set services.tally.cache.policyFile",
+        ),
+        (
+            &["cache"],
+            &format!(
+                r#"{{ imports = [ {} ]; services.tally.cache.settings.policy = "2-of-3"; }}"#,
+                h.module(CACHE).display()
+            ),
+            "services.tally.cache.settings.policy is no longer an option of the cache",
+        ),
+        (
+            &["cache"],
+            &format!(
+                r#"{{ imports = [ {} ]; services.tally.cache.settings.mode = "audit"; }}"#,
+                h.module(CACHE).display()
+            ),
+            r#"services.tally.cache.settings.mode' is not of type `one of "enforce", "report-only"'"#,
+        ),
+        (
+            &["cache"],
+            &format!(
+                r#"{{ imports = [ {} ]; services.tally.cache.trustPolicy.attest = "2 of 3"; }}"#,
+                h.module(CACHE).display()
+            ),
+            "services.tally.cache.trustPolicy.attest' is not of type `trust policy",
+        ),
+        (
+            &["cache"],
+            r#"{ services.tally.cache = { enable = true; trustPolicy.logs.b1.vkey = "b1.example/log:bp+CbeLDUbVfM1LCVh6uDm62lNM97xqgEw6c+JPI0qU="; }; }"#,
+            "services.tally.cache.trustPolicy.logs.b1.vkey' is not of type `signed-note verifier key",
+        ),
+        (
+            &["cache"],
+            r#"{ services.tally.cache = { enable = true; trustPolicy.logs = { }; }; }"#,
+            "services.tally.cache.trustPolicy.logs is empty",
+        ),
+        (
+            &["cache"],
+            &format!(
+                r#"{{ lib, ... }}: {{ imports = [ {} ]; services.tally.cache.settings.aggregator.url = lib.mkForce null; }}"#,
+                h.module(CACHE).display()
+            ),
+            "but these have no urls: trustPolicy.logs.builder1.urls, \
+             trustPolicy.logs.builder2.urls, trustPolicy.logs.builder3.urls.",
+        ),
+        (
+            &["cache"],
+            &format!(
+                r#"{{ imports = [ {} ]; services.tally.cache.policyFile = {}; }}"#,
+                h.module(CACHE).display(),
+                repo().join("examples/trust.policy").display()
+            ),
+            "services.tally.cache: both trustPolicy and policyFile (",
+        ),
+        (
+            &["cache"],
+            &format!(
+                r#"{{ imports = [ {} ]; services.tally.cache.settings.ca_file = "/etc/ssl/internal-ca.pem"; }}"#,
+                h.module(CACHE).display()
+            ),
+            "services.tally.cache.settings.ca_file (/etc/ssl/internal-ca.pem) is not in",
         ),
         (
             &["cache"],
@@ -649,14 +804,59 @@ fn generated_configs_pass_the_binarys_check_config() {
              generated secret files do not exist here)"
         );
     }
-    for (extra, roles) in [
-        (FULL, ["log", "aggregator", "cache"].as_slice()),
-        (LOG, ["log"].as_slice()),
-        (AGGREGATOR, ["aggregator"].as_slice()),
-        (CACHE, ["cache"].as_slice()),
-    ] {
+    let aggregator_policy = format!(
+        "{{ services.tally.aggregator = {{ enable = true; policyFile = {}; }}; }}",
+        repo().join("examples/trust.policy").display()
+    );
+    // Each config, and what check-config must say of each role: the trust policy is read
+    // (it is in the store), and its `attest` line is the quorum.
+    // (role, what its check-config output must contain) for each config.
+    type Expected<'a> = &'a [(&'a str, &'a [&'a str])];
+    let cases: &[(&str, Expected)] = &[
+        (
+            FULL,
+            &[
+                ("log", &["log builder1.example.org/tally"]),
+                ("aggregator", &["2 logs, policy 2-of-2"]),
+                (
+                    "cache",
+                    &[
+                        "answers from aggregator http://127.0.0.1:7421",
+                        "policy: 2 logs, attest 2-of-2, witness quorum none",
+                    ],
+                ),
+            ],
+        ),
+        (LOG, &[("log", &["log nixos/tally"])]),
+        (AGGREGATOR, &[("aggregator", &["1 logs, policy majority"])]),
+        (
+            &aggregator_policy,
+            &[("aggregator", &["3 logs, policy 2-of-3"])],
+        ),
+        (
+            CACHE,
+            &[(
+                "cache",
+                &[
+                    "answers from aggregator http://aggregator.example.org:7421",
+                    "policy: 3 logs, attest 2-of-3, witness quorum none",
+                ],
+            )],
+        ),
+        (
+            CACHE_DIRECT,
+            &[(
+                "cache",
+                &[
+                    "answers from the logs directly",
+                    "policy: 3 logs, attest majority, witness quorum none",
+                ],
+            )],
+        ),
+    ];
+    for (extra, roles) in cases {
         let drvs = h.drvs(&["default"], &[extra, NO_BUILD_TIME_CHECK]);
-        for role in roles {
+        for (role, expected) in *roles {
             let file = h.realise(&drvs[role]).unwrap();
             let text = std::fs::read_to_string(&file).unwrap();
             assert!(
@@ -676,15 +876,50 @@ fn generated_configs_pass_the_binarys_check_config() {
                 check.arg("--build-time");
             }
             let out = check.output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
             assert!(
                 out.status.success(),
                 "tally {command} check-config refused the {role} config generated from\n\
-                 {extra}\n{text}\n{}{}",
-                String::from_utf8_lossy(&out.stdout),
+                 {extra}\n{text}\n{stdout}{}",
                 stderr(&out)
             );
+            for expected in *expected {
+                assert!(
+                    stdout.contains(expected),
+                    "{role}: {expected:?} not in\n{stdout}\nfor\n{text}"
+                );
+            }
+            if *role == "cache" {
+                // The policy file was there to check: only the key and the port were not.
+                assert!(!stdout.contains("policy_file"), "{stdout}");
+                assert!(!text.contains("policy ="), "{text}");
+            }
         }
     }
+
+    // Without an aggregator there is no [aggregator] table at all (an empty one would be
+    // refused), and the policy lists every log's URL, mirrors as `mirror` lines.
+    let drvs = h.drvs(&["default"], &[CACHE_DIRECT, NO_BUILD_TIME_CHECK]);
+    let text = std::fs::read_to_string(h.realise(&drvs["cache"]).unwrap()).unwrap();
+    assert!(!text.contains("aggregator"), "{text}");
+    let policy =
+        std::fs::read_to_string(h.realise(&drvs["etc:tally/trust.policy"]).unwrap()).unwrap();
+    let lines: Vec<&str> = policy
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "log builder1.example.org/tally+4596fa37+AZx05ZFgVj5LsROwtdwlhE0vw56itUBGI6PO4Dso0t1R http://builder1.example.org:7420",
+            "log builder2.example.org/tally+8ebebb6f+AW6fgm3iw1G1XzNSwlYerg5utpTTPe8aoBMOnPiTyNKl http://builder2.example.org:7420",
+            "mirror builder2.example.org/tally http://mirror.example.org/builder2",
+            "log builder3.example.org/tally+43154245+Af1xpV9ws6KXGSKzTnXcdeg6ex18Bm/wUgN3A+BulN6z https://builder3.example.org",
+            "quorum none",
+            "attest majority",
+        ],
+        "{policy}"
+    );
 }
 
 #[test]
@@ -710,14 +945,46 @@ fn a_bad_setting_fails_the_build_not_the_start() {
             file.display()
         );
     }
+    let fails = |module: &str, role: &str, expected: &[&str]| {
+        let drvs = h.drvs(&["default"], &[FULL, module]);
+        let error = h.realise(&drvs[role]).unwrap_err();
+        for expected in expected {
+            assert!(error.contains(expected), "{expected:?} not in\n{error}");
+        }
+        assert!(
+            error.contains(&format!("tally-{role}.toml.drv' failed")),
+            "{error}"
+        );
+    };
     // Well typed, but wrong: 3-of-2 passes the option's type, and fails check-config.
-    let bad =
-        r#"{ lib, ... }: { services.tally.aggregator.settings.policy = lib.mkForce "3-of-2"; }"#;
-    let drvs = h.drvs(&["default"], &[FULL, bad]);
-    let error = h.realise(&drvs["aggregator"]).unwrap_err();
-    assert!(
-        error.contains("3-of-2") && error.contains("tally-aggregator.toml.drv' failed"),
-        "{error}"
+    fails(
+        r#"{ lib, ... }: { services.tally.aggregator.settings.policy = lib.mkForce "3-of-2"; }"#,
+        "aggregator",
+        &["3-of-2"],
+    );
+    // The cache's trust policy is checked too: 2-of-3 for its two logs.
+    fails(
+        r#"{ lib, ... }: { services.tally.cache.trustPolicy.attest = lib.mkForce "2-of-3"; }"#,
+        "cache",
+        &[
+            "policy_file",
+            "policy 2-of-3 counts 3 logs, but 2 are followed",
+        ],
+    );
+    // No aggregator, and a log the policy file gives no URL: the logs cannot be asked.
+    fails(
+        r#"{ lib, ... }: {
+          services.tally.cache = {
+            trustPolicy = lib.mkForce null;
+            policyFile = builtins.toFile "trust.policy" ''
+              log builder1.example.org/tally+4596fa37+AZx05ZFgVj5LsROwtdwlhE0vw56itUBGI6PO4Dso0t1R
+              quorum none
+            '';
+            settings.aggregator.url = lib.mkForce null;
+          };
+        }"#,
+        "cache",
+        &["has no URL, and there is no [aggregator] to ask"],
     );
 }
 
@@ -759,6 +1026,26 @@ fn the_cache_configures_nix() {
         ])
     );
 
+    // Report-only passes on what the gate refuses with the upstreams' signatures: with
+    // onlySubstituter, Nix would not trust them, and a warning says so.
+    let report_only = r#"{ services.tally.cache.settings.mode = "report-only"; }"#;
+    let warned = h.eval(&["cache"], &[CACHE, &with_key, report_only]);
+    let warnings: Vec<&str> = warned["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    let warnings = warnings.concat();
+    assert!(
+        warnings.contains("settings.mode is \"report-only\"")
+            && warnings.contains("set services.tally.cache.onlySubstituter = false"),
+        "{warnings}"
+    );
+    let rolling_out = "{ services.tally.cache.onlySubstituter = false; }";
+    let rolling_out = h.eval(&["cache"], &[CACHE, &with_key, report_only, rolling_out]);
+    assert_eq!(rolling_out["warnings"], json!([]));
+
     // Not at all.
     let off = "{ services.tally.cache.configureNix = false; }";
     let off = h.eval(&["cache"], &[CACHE, off]);
@@ -779,28 +1066,143 @@ fn the_cache_configures_nix() {
 }
 
 #[test]
+fn the_cache_waits_only_for_the_aggregator_it_asks() {
+    if !nix::available("the_cache_waits_only_for_the_aggregator_it_asks") {
+        return;
+    }
+    let h = Harness::new();
+    let aggregator =
+        r#"{ services.tally.aggregator = { enable = true; settings.listen = "[::]:7421"; }; }"#;
+    let unit = |s: &Value| s["services"]["tally-cache"].clone();
+
+    // With an aggregator on this machine, the cache asks it by default, and starts after it.
+    let local = h.eval(&["default"], &[AGGREGATOR, aggregator, CACHE_DIRECT]);
+    assert_eq!(
+        local["settings"]["cache"]["aggregator"]["url"],
+        json!("http://[::1]:7421")
+    );
+    assert_eq!(
+        unit(&local)["wants"],
+        json!(["network-online.target", "tally-aggregator.service"])
+    );
+    assert!(
+        unit(&local)["after"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("tally-aggregator.service"))
+    );
+
+    // Told to ask the logs instead, it neither waits for the aggregator nor names it.
+    let direct = r#"{ services.tally.cache.settings.aggregator.url = null; }"#;
+    let direct = h.eval(
+        &["default"],
+        &[AGGREGATOR, aggregator, CACHE_DIRECT, direct],
+    );
+    assert_eq!(
+        direct["settings"]["cache"]["aggregator"]["url"],
+        json!(null)
+    );
+    assert_eq!(unit(&direct)["wants"], json!(["network-online.target"]));
+    assert_eq!(
+        unit(&direct)["after"],
+        json!(["network-online.target", "tally-cache-keygen.service"])
+    );
+
+    // Without an aggregator anywhere, it asks the logs.
+    let alone = h.eval(&["cache"], &[CACHE_DIRECT]);
+    assert_eq!(alone["settings"]["cache"]["aggregator"]["url"], json!(null));
+    assert_eq!(unit(&alone)["wants"], json!(["network-online.target"]));
+}
+
+#[test]
 fn a_policy_file_lands_in_the_settings() {
     if !nix::available("a_policy_file_lands_in_the_settings") {
         return;
     }
     let h = Harness::new();
-    // A C2SP tlog-policy file holds only public keys: it may be in the store.
-    let policy = r#"{ lib, ... }: {
-      services.tally = lib.genAttrs [ "aggregator" "cache" ] (_: {
-        enable = true;
-        policyFile = builtins.toFile "federation.policy" "attest 2-of-3\n";
-      });
-    }"#;
-    // No `logs`: the policy file lists them.
-    let summary = h.eval(&["aggregator", "cache"], &[policy, CACHE]);
+    // A C2SP tlog-policy file holds only public keys: it may be in the store. One file for
+    // both roles: the aggregator follows its logs, the cache decides with it.
+    let policy = format!(
+        r#"{{ lib, ... }}: {{
+          services.tally = lib.genAttrs [ "aggregator" "cache" ] (_: {{
+            enable = true;
+            policyFile = {};
+          }});
+        }}"#,
+        repo().join("examples/trust.policy").display()
+    );
+    let summary = h.eval(&["aggregator", "cache"], &[&policy]);
     for role in ["aggregator", "cache"] {
-        let file = summary["settings"][role]["policy_file"].as_str().unwrap();
+        let settings = &summary["settings"][role];
+        let file = settings["policy_file"].as_str().unwrap();
         assert!(
-            file.starts_with("/nix/store/") && file.ends_with("-federation.policy"),
+            file.starts_with("/nix/store/") && file.ends_with("-trust.policy"),
             "{role}: {file}"
         );
-        assert!(summary["settings"][role].get("logs").is_none());
+        // No `logs`, no `policy`: the file's log and attest lines.
+        assert!(settings.get("logs").is_none(), "{settings}");
+        assert_eq!(settings["policy"], json!(null), "{settings}");
     }
+    assert_eq!(
+        summary["etc"]["tally/trust.policy"],
+        summary["settings"]["cache"]["policy_file"]
+    );
+    // The default build-time check reads the file, and passes.
+    let drvs = h.drvs(&["aggregator", "cache"], &[&policy]);
+    for role in ["aggregator", "cache"] {
+        h.realise(&drvs[role]).unwrap();
+    }
+
+    // Or a derivation (pkgs.writeText), written into the TOML as its path.
+    let written = format!(
+        r#"{{ lib, pkgs, ... }}: {{
+          services.tally = lib.genAttrs [ "aggregator" "cache" ] (_: {{
+            enable = true;
+            policyFile = pkgs.writeText "written.policy" (builtins.readFile {});
+          }});
+        }}"#,
+        repo().join("examples/trust.policy").display()
+    );
+    let drvs = h.drvs(&["aggregator", "cache"], &[&written]);
+    for role in ["aggregator", "cache"] {
+        let text = std::fs::read_to_string(h.realise(&drvs[role]).unwrap()).unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("policy_file = \"/nix/store/")
+                    && l.ends_with("-written.policy\"")),
+            "{role}:\n{text}"
+        );
+    }
+
+    // The cache's trustPolicy, shared with the aggregator on the same machine.
+    let shared = r#"{ config, ... }: {
+      services.tally.aggregator = { enable = true; policyFile = config.services.tally.cache.policyFile; };
+    }"#;
+    let summary = h.eval(&["aggregator", "cache"], &[CACHE_DIRECT, shared]);
+    let file = summary["settings"]["cache"]["policy_file"]
+        .as_str()
+        .unwrap();
+    assert!(file.ends_with("-tally-trust.policy"), "{file}");
+    assert_eq!(
+        summary["settings"]["aggregator"]["policy_file"],
+        json!(file)
+    );
+    let drvs = h.drvs(&["aggregator", "cache"], &[CACHE_DIRECT, shared]);
+    for role in ["aggregator", "cache"] {
+        h.realise(&drvs[role]).unwrap();
+    }
+
+    // A policy file managed outside Nix: the cache reads it when it starts, and
+    // /etc/tally/trust.policy is not made a link to itself.
+    let managed =
+        r#"{ services.tally.cache = { enable = true; policyFile = "/etc/tally/trust.policy"; }; }"#;
+    let summary = h.eval(&["cache"], &[managed]);
+    assert_eq!(
+        summary["settings"]["cache"]["policy_file"],
+        json!("/etc/tally/trust.policy")
+    );
+    assert!(summary["etc"].get("tally/trust.policy").is_none());
+    h.realise(&h.drvs(&["cache"], &[managed])["cache"]).unwrap();
 }
 
 #[test]
@@ -830,7 +1232,7 @@ fn the_keygen_unit_makes_keeps_and_checks_the_key() {
     let key = state.path().join("log.key");
     let public = std::fs::read_to_string(state.path().join("log.key.pub")).unwrap();
     assert!(public.starts_with("keygen.test/tally:"), "{public}");
-    assert_eq!(public.lines().count(), 2, "{public}");
+    assert_eq!(public.lines().count(), 3, "{public}");
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&key), 0o600);
     assert_eq!(mode(&state.path().join("log.key.pub")), 0o644);
@@ -1131,10 +1533,72 @@ fn the_vm_tests_nodes_evaluate() {
         client["nixSettings"]["substituters"],
         json!(["http://127.0.0.1:7422?priority=30"])
     );
+    let cache = &client["settings"]["cache"];
+    assert_eq!(cache["aggregator"]["url"], json!("http://aggregator:7421"));
+    assert_eq!(client["etc"]["tally/trust.policy"], cache["policy_file"]);
 
-    // The test script is Python for the NixOS test driver.
+    // Every node's config passes the real check-config (the client's with its trust policy),
+    // and the client's policy is the builders' three test keys, no witnesses, 2-of-3.
+    let drvs = h
+        .command("nix-instantiate")
+        .args(["--eval", "--strict", "--json", "--read-write-mode"])
+        .arg(repo().join("tests/nixos/eval.nix"))
+        .arg("--arg")
+        .arg("nixpkgsLib")
+        .arg(&h.lib)
+        .arg("--argstr")
+        .arg("tallyBin")
+        .arg(&h.tally)
+        .arg("--arg")
+        .arg("test")
+        .arg(repo().join("tests/nixos/federation.nix"))
+        .args(["-A", "test.drvs"])
+        .output()
+        .unwrap();
+    assert!(drvs.status.success(), "{}", stderr(&drvs));
+    let drvs: Value = serde_json::from_slice(&drvs.stdout).unwrap();
+    for (node, role) in [
+        ("builder1", "log"),
+        ("builder2", "log"),
+        ("builder3", "log"),
+        ("aggregator", "aggregator"),
+        ("client", "cache"),
+    ] {
+        h.realise(&drvs[node][role])
+            .unwrap_or_else(|e| panic!("{node}'s {role} config: {e}"));
+    }
+    let policy = h
+        .realise(&drvs["client"]["etc:tally/trust.policy"])
+        .unwrap();
+    let policy = std::fs::read_to_string(policy).unwrap();
+    for builder in ["builder1", "builder2", "builder3"] {
+        let public = nix::output(
+            Command::new(&h.tally)
+                .args(["key", "public", "--secret-key-file"])
+                .arg(repo().join(format!("tests/nixos/keys/{builder}.key"))),
+        );
+        let vkey = public.lines().nth(1).unwrap();
+        assert!(
+            policy.contains(&format!("\nlog {vkey} http://{builder}:7420\n")),
+            "{builder}'s key {vkey} is not in the client's policy:\n{policy}"
+        );
+    }
+    assert!(
+        policy.ends_with("\nquorum none\nattest 2-of-3\n"),
+        "{policy}"
+    );
+
+    // The test script is Python for the NixOS test driver. It checks paths under the
+    // client's trust policy, and asks the cache why it refused one.
+    let text = test["testScript"].as_str().unwrap();
+    for expected in [
+        "tally check --aggregator http://aggregator:7421 --policy-file /etc/tally/trust.policy",
+        "tally cache explain --cache http://127.0.0.1:7422",
+    ] {
+        assert!(text.contains(expected), "{expected}");
+    }
     let script = h.dir.path().join("test_script.py");
-    std::fs::write(&script, test["testScript"].as_str().unwrap()).unwrap();
+    std::fs::write(&script, text).unwrap();
     let out = Command::new("python3")
         .args(["-m", "py_compile"])
         .arg(&script)
@@ -1160,11 +1624,22 @@ fn the_examples_in_the_docs_evaluate() {
             blocks.push(block.join("\n"));
         }
     }
+    // Each example evaluates without warnings, and its configs (and trust policies) build:
+    // the real check-config accepts them.
+    let builds = |module: &str| {
+        let drvs = h.drvs(&["default"], &[module]);
+        for (name, drv) in drvs.as_object().unwrap() {
+            if let Err(e) = h.realise(drv) {
+                panic!("{name} of\n{module}\ndoes not build:\n{e}");
+            }
+        }
+    };
     let (mut modules, mut machines) = (0, 0);
     for block in &blocks {
         if block.starts_with("# configuration.nix") {
             let summary = h.eval(&["default"], &[block]);
             assert_eq!(summary["warnings"], json!([]), "{block}");
+            builds(block);
             modules += 1;
         } else if block.starts_with("# machines:") {
             let file = h.module(block);
@@ -1180,6 +1655,7 @@ fn the_examples_in_the_docs_evaluate() {
                 let module = format!("(import {}).{name}", file.display());
                 let summary = h.eval(&["default"], &[&module]);
                 assert_eq!(summary["warnings"], json!([]), "{name} in\n{block}");
+                builds(&module);
                 machines += 1;
             }
         }

@@ -47,7 +47,7 @@ let
   inherit (evalConfig modules) config;
 
   # A VM test's nodes, evaluated as runNixOSTest would (with `defaults` from the flake: all
-  # of Tally's modules), and its test script.
+  # of Tally's modules), its test script, and each node's derivations (as `drvs` below).
   vmTest =
     let
       t = (if builtins.isPath test then builtins.import test else test) { inherit lib; };
@@ -57,6 +57,7 @@ let
       inherit (t) name;
       nodes = lib.mapAttrs (_: summarize) nodes;
       testScript = if builtins.isFunction t.testScript then t.testScript { inherit nodes; } else t.testScript;
+      drvs = lib.mapAttrs (_: drvsOf) nodes;
     };
 
   # As NixOS does before it builds a system.
@@ -72,7 +73,6 @@ let
     else
       x;
   enabledIn = config: lib.filterAttrs (_: c: c.enable or false) (config.services.tally or { });
-  enabled = enabledIn config;
 
   summarize =
     config:
@@ -96,22 +96,34 @@ let
     in
     assert builtins.length drvs == 1;
     builtins.head drvs;
+
+  # Derivations to build with nix-store --realise: each service's config file, the hook's
+  # wrapper, every ExecStart that is a script of its own (the keygen units'), and every
+  # file in /etc/tally (the cache's trust policy).
+  drvsOf =
+    config:
+    let
+      enabled = enabledIn config;
+    in
+    checkedBy config (
+      lib.mapAttrs (_: c: drvOf c.configFile) (removeAttrs enabled [ "hook" ])
+      // lib.optionalAttrs (enabled ? hook) { hook = drvOf enabled.hook.wrapper; }
+      // lib.mapAttrs' (n: s: lib.nameValuePair "unit:${n}" (drvOf s.serviceConfig.ExecStart)) (
+        lib.filterAttrs (
+          _: s: builtins.match "${builtins.storeDir}/[^ ]+" s.serviceConfig.ExecStart or "" != null
+        ) config.systemd.services
+      )
+      // lib.mapAttrs' (n: e: lib.nameValuePair "etc:${n}" (drvOf e.source)) (
+        lib.filterAttrs (
+          n: e: lib.hasPrefix "tally/" n && builtins.getContext "${e.source}" != { }
+        ) config.environment.etc
+      )
+    );
 in
 {
   inherit config lib pkgs;
 
   summary = summarize config;
   test = vmTest;
-
-  # Derivations to build with nix-store --realise: each service's config file, the hook's
-  # wrapper, and every ExecStart that is a script of its own (the keygen units').
-  drvs = checkedBy config (
-    lib.mapAttrs (_: c: drvOf c.configFile) (removeAttrs enabled [ "hook" ])
-    // lib.optionalAttrs (enabled ? hook) { hook = drvOf enabled.hook.wrapper; }
-    // lib.mapAttrs' (n: s: lib.nameValuePair "unit:${n}" (drvOf s.serviceConfig.ExecStart)) (
-      lib.filterAttrs (
-        _: s: builtins.match "${builtins.storeDir}/[^ ]+" s.serviceConfig.ExecStart or "" != null
-      ) config.systemd.services
-    )
-  );
+  drvs = drvsOf config;
 }

@@ -1,10 +1,13 @@
 # NixOS VM test (flake: checks.<system>.federation, with pkgs.testers.runNixOSTest):
 # three builders, each with a log and the post-build hook, an aggregator following them
-# under a 2-of-3 policy, and a client whose Nix substitutes only through the Tally cache.
+# under a 2-of-3 policy, and a client whose Nix substitutes only through the Tally cache,
+# which checks every answer against its own trust policy: the three builders' log keys,
+# `quorum none` (no witnesses required) and `attest 2-of-3`.
 #
 #   - All three builders build the same derivation; the client substitutes it (from
 #     builder1's plain binary cache, re-signed by its Tally cache).
-#   - Only builder1 builds another; the client cannot substitute it.
+#   - Only builder1 builds another; the client cannot substitute it, and
+#     `tally cache explain` says why.
 #   - builder2 builds a third while its log is stopped: the hook spools it (as root, into
 #     the log's group), the restarted log drains it, and the path becomes trusted.
 #
@@ -17,7 +20,8 @@ let
     "builder2"
     "builder3"
   ];
-  # `tally key public --secret-key-file keys/<name>.key`, second line.
+  # `tally key public --secret-key-file keys/<name>.key`, second line: the logs' signed-note
+  # verifier keys, for the aggregator's `logs` and the client's trust policy.
   vkeys = {
     builder1 = "builder1.test/tally+aa371107+Ac88LPNFOwyucNI09Ei1bGiCtLPHlIcHO8l/wX6LufYG";
     builder2 = "builder2.test/tally+a73f050a+AS5vmFXqRWVpy3WyVEVK/o8YVyxJLAdhxX5pSTE2sWi/";
@@ -115,6 +119,16 @@ in
           enable = true;
           secretKeyFile = "/etc/tally-test/cache.key";
           publicKey = cachePublicKey;
+          # The client's own trust policy (/etc/tally/trust.policy): the aggregator's answers
+          # count only as far as the builders' keys and proofs check out under it.
+          trustPolicy = {
+            logs = lib.genAttrs builders (name: {
+              vkey = vkeys.${name};
+              urls = [ "http://${name}:7420" ];
+            });
+            quorum = "none";
+            attest = "2-of-3";
+          };
           settings = {
             upstreams = [ "http://builder1:8080" ];
             aggregator.url = "http://aggregator:7421";
@@ -129,7 +143,8 @@ in
   testScript = ''
     builders = [builder1, builder2, builder3]
     vkeys = {"builder1": "${vkeys.builder1}", "builder2": "${vkeys.builder2}", "builder3": "${vkeys.builder3}"}
-    trusted = "tally check --aggregator http://aggregator:7421"
+    # Run on the client, under its cache's trust policy.
+    trusted = "tally check --aggregator http://aggregator:7421 --policy-file /etc/tally/trust.policy"
 
     def build(machine, attr):
         return machine.succeed(f"nix-build --no-out-link /etc/tally-test/payload.nix -A {attr}").strip()
@@ -156,6 +171,9 @@ in
         client.succeed("grep -q '^trusted-public-keys = ${cachePublicKey}$' /etc/nix/nix.conf")
         client.succeed("curl -sf http://127.0.0.1:7422/nix-cache-info | grep -q 'Priority: 30'")
         client.succeed("curl -sf http://aggregator:7421/ | grep -q builder3.test/tally")
+        client.succeed("grep -q '^attest 2-of-3$' /etc/tally/trust.policy")
+        client.succeed("grep -q '^quorum none$' /etc/tally/trust.policy")
+        client.succeed("grep -q '^policy_file = \"/nix/store/.*-tally-trust.policy\"$' /etc/tally/cache.toml")
 
     with subtest("every builder builds the same path, and its hook attests it"):
         agreed = {b.name: build(b, "agreed") for b in builders}
@@ -166,8 +184,8 @@ in
         solo = build(builder1, "solo")
         builder1.wait_until_succeeds(attests(builder1, solo), timeout=30)
         builder1.succeed(f"nix copy --to file:///var/lib/upstream-cache {agreed} {solo}")
-        aggregator.wait_until_succeeds(f"{trusted} {agreed}", timeout=60)
-        aggregator.fail(f"{trusted} {solo}")
+        client.wait_until_succeeds(f"{trusted} {agreed}", timeout=60)
+        client.fail(f"{trusted} {solo}")
 
     with subtest("the client substitutes only what a quorum attests"):
         client.succeed(f"nix-store --realise {agreed}")
@@ -175,6 +193,11 @@ in
         client.fail(f"nix-store --realise {solo}")
         code = client.succeed(f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:7422/{solo[11:43]}.narinfo")
         assert code == "404", code
+        # Why: the cache's /explain/<hash>, through tally cache explain (exit 0 served, 1 refused).
+        client.succeed(f"tally cache explain --cache http://127.0.0.1:7422 {agreed}")
+        client.fail(f"tally cache explain --cache http://127.0.0.1:7422 {solo}")
+        why = client.succeed(f"curl -sf http://127.0.0.1:7422/explain/{solo[11:43]}")
+        assert "3 logs, attest 2-of-3, witness quorum none" in why, why
 
     with subtest("with its log stopped, a build succeeds and the hook spools; the log drains it"):
         builder2.succeed("systemctl stop tally-log.service")
@@ -185,7 +208,7 @@ in
         builder2.wait_until_succeeds(attests(builder2, late), timeout=30)
         build(builder1, "late")
         builder1.succeed(f"nix copy --to file:///var/lib/upstream-cache {late}")
-        aggregator.wait_until_succeeds(f"{trusted} {late}", timeout=60)
+        client.wait_until_succeeds(f"{trusted} {late}", timeout=60)
         client.succeed(f"nix-store --realise {late}")
 
     with subtest("a reboot keeps the log and its key"):
