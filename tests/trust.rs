@@ -340,11 +340,25 @@ async fn forged_bundles_do_not_verify() {
     let (ok, out) = verify(&outside);
     assert!(!ok && out.contains("signature"), "{out}");
 
-    // Swapped leaves: the trusted path's proofs, each with another entry's bytes.
+    // Swapped leaves: the trusted path's proofs (standard tlog-proofs), each with another
+    // entry's bytes in its `extra` line.
+    let extra = |b: &serde_json::Value| -> String {
+        b["logs"][0]["answer"]["tlog_proof"]
+            .as_str()
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("extra "))
+            .unwrap()
+            .to_owned()
+    };
+    let (theirs, ours) = (extra(&genuine), extra(&genuine_other));
     let mut swapped = genuine_other.clone();
     for i in 0..3 {
-        swapped["logs"][i]["answer"]["entry"]["data"] =
-            genuine["logs"][0]["answer"]["entry"]["data"].clone();
+        let proof = swapped["logs"][i]["answer"]["tlog_proof"]
+            .as_str()
+            .unwrap()
+            .replace(&ours, &theirs);
+        swapped["logs"][i]["answer"]["tlog_proof"] = proof.into();
     }
     let (ok, out) = verify(&swapped);
     assert!(!ok && out.contains("answer rejected"), "{out}");

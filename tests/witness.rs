@@ -399,3 +399,124 @@ async fn nix_substitutes_a_witnessed_path() {
     assert!(out.status.success(), "{out:?}\n{}", cache.log());
     assert_eq!(client.read(&path), b"cosigned by litewitness\n");
 }
+
+/// `tally proof` writes one standard C2SP tlog-proof per agreeing log, with the witness's
+/// cosignature on each checkpoint; `tally verify` checks each offline under the policy, and
+/// refuses an altered one.
+#[tokio::test(flavor = "multi_thread")]
+async fn tally_proof_writes_standard_tlog_proofs() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Litewitness::start(&dir.path().join("w"), "proof.lw.test");
+    let a = sample::attestation(5);
+    let mut logs = Vec::new();
+    let mut lines = String::new();
+    for n in 1..=2 {
+        let origin = format!("b{n}.proof.test/log");
+        let key = dir.path().join(format!("log{n}/log.key"));
+        std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+        tally_tests::run_ok(
+            tally_tests::tally()
+                .args(["keygen", "--name", &origin, "--secret-key-file"])
+                .arg(&key),
+        );
+        let vkey = tally_store::read_signing_key(&key)
+            .unwrap()
+            .verifying_key()
+            .to_note_vkey();
+        w.add_log(&origin, &vkey);
+        let log = LogDaemon::start(
+            &dir.path().join(format!("log{n}")),
+            &origin,
+            &[
+                &witnesses(&[(w.url(), w.vkey.clone())]),
+                "witness_interval_secs = 1",
+            ],
+        );
+        log.submit(std::slice::from_ref(&a)).await;
+        wait_served(&log, 1, &[&w.vkey]);
+        lines.push_str(&format!("log {vkey} {}\n", log.url()));
+        logs.push(log);
+    }
+    let policy = dir.path().join("trust.policy");
+    std::fs::write(
+        &policy,
+        format!("{lines}witness lw {}\nquorum lw\nattest all\n", w.vkey),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("proofs");
+    let out = tally_tests::run_ok(
+        tally_tests::tally()
+            .args(["proof", "--policy-file"])
+            .arg(&policy)
+            .arg("--out")
+            .arg(&out_dir)
+            .arg(a.output_path().to_string()),
+    );
+    assert!(out.contains("trusted"), "{out}");
+    let mut files: Vec<_> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2, "{files:?}");
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(text.starts_with("c2sp.org/tlog-proof@v1\nextra "), "{text}");
+        let out = tally_tests::run_ok(
+            tally_tests::tally()
+                .arg("verify")
+                .arg(f)
+                .arg("--policy-file")
+                .arg(&policy),
+        );
+        assert!(
+            out.contains("proven") && out.contains("cosigned by lw"),
+            "{out}"
+        );
+    }
+    // Another leaf claimed at the same place does not verify.
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    let other = base64_of(sample::attestation(6).as_bytes());
+    let altered: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("extra ") {
+                format!("extra {other}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let bad = dir.path().join("altered.tlog-proof");
+    std::fs::write(&bad, altered).unwrap();
+    let out = tally_tests::tally()
+        .arg("verify")
+        .arg(&bad)
+        .arg("--policy-file")
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("NOT proven"));
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}

@@ -5,17 +5,30 @@
 //! its inclusion proof against the checkpoint's log root. [`LogAnswer::verify`] needs nothing
 //! but the log's public key: it proves either "this log attests exactly this" or "this log
 //! has no attestation for this path".
+//!
+//! In JSON (query bundles, evidence), a present answer is a standard C2SP tlog-proof (the
+//! entry in `extra`, its inclusion proof, the cosigned checkpoint) with Tally's map proof
+//! beside it; an absent one is the checkpoint and the map proof:
+//!
+//! ```text
+//! {"tlog_proof": "c2sp.org/tlog-proof@v1\nextra …\nindex 3\n…", "map_proof": {…}}
+//! {"checkpoint": "builder1.example.org/tally\n5\n…", "map_proof": {…}}
+//! ```
+//!
+//! The older form (`checkpoint`, `entry`, `inclusion_proof`) is still read.
 
 use crate::attestation::Attestation;
-use crate::checkpoint::{Checkpoint, CheckpointError, SignedCheckpoint};
+use crate::checkpoint::{Checkpoint, CheckpointError, SignedCheckpoint, UnverifiedCheckpoint};
 use crate::hash::Hash;
 use crate::keys::VerifyingKey;
 use crate::map::{MapAnswer, MapKey, MapProof, MapProofError};
 use crate::store_path::StorePathHash;
 use crate::tlog::{self, InclusionProof, ProofError};
+use crate::tlog_proof::TlogProof;
 
 /// A log's answer about one path, as received.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "AnswerJson", try_from = "AnswerJson")]
 pub struct LogAnswer {
     /// The signed checkpoint the proofs are against.
     pub checkpoint: String,
@@ -27,6 +40,81 @@ pub struct LogAnswer {
     /// When present: the entry's inclusion proof.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inclusion_proof: Option<InclusionProof>,
+}
+
+/// A [`LogAnswer`] as JSON: a tlog-proof when present.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct AnswerJson {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tlog_proof: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checkpoint: Option<String>,
+    map_proof: MapProof,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    entry: Option<AnswerEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    inclusion_proof: Option<InclusionProof>,
+}
+
+impl From<LogAnswer> for AnswerJson {
+    fn from(a: LogAnswer) -> AnswerJson {
+        match (a.entry, a.inclusion_proof) {
+            (Some(entry), Some(proof)) => AnswerJson {
+                tlog_proof: Some(
+                    TlogProof {
+                        extra: Some(entry.data),
+                        index: entry.index,
+                        hashes: proof.hashes,
+                        checkpoint: a.checkpoint,
+                    }
+                    .to_text(),
+                ),
+                checkpoint: None,
+                map_proof: a.map_proof,
+                entry: None,
+                inclusion_proof: None,
+            },
+            (entry, inclusion_proof) => AnswerJson {
+                tlog_proof: None,
+                checkpoint: Some(a.checkpoint),
+                map_proof: a.map_proof,
+                entry,
+                inclusion_proof,
+            },
+        }
+    }
+}
+
+impl TryFrom<AnswerJson> for LogAnswer {
+    type Error = String;
+    fn try_from(j: AnswerJson) -> Result<LogAnswer, String> {
+        match (j.tlog_proof, j.checkpoint) {
+            (Some(text), None) => {
+                let p = TlogProof::parse(&text).map_err(|e| e.to_string())?;
+                let size = UnverifiedCheckpoint::parse(p.checkpoint.as_bytes())
+                    .map_err(|e| format!("the tlog-proof's checkpoint: {e}"))?
+                    .size();
+                Ok(LogAnswer {
+                    inclusion_proof: Some(p.inclusion_proof(size)),
+                    entry: Some(AnswerEntry {
+                        index: p.index,
+                        data: p
+                            .extra
+                            .ok_or("the tlog-proof has no extra line (the entry)")?,
+                    }),
+                    checkpoint: p.checkpoint,
+                    map_proof: j.map_proof,
+                })
+            }
+            (None, Some(checkpoint)) => Ok(LogAnswer {
+                checkpoint,
+                map_proof: j.map_proof,
+                entry: j.entry,
+                inclusion_proof: j.inclusion_proof,
+            }),
+            _ => Err("an answer has either a tlog_proof or a checkpoint".into()),
+        }
+    }
 }
 
 /// A log entry in an answer.

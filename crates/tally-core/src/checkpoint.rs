@@ -141,6 +141,11 @@ impl UnverifiedCheckpoint {
         &self.checkpoint.origin
     }
 
+    /// The tree size the checkpoint claims.
+    pub fn size(&self) -> u64 {
+        self.checkpoint.tree.size
+    }
+
     /// Checks the log's signature and that the origin is the key's name.
     pub fn verify(self, key: &VerifyingKey) -> Result<SignedCheckpoint, CheckpointError> {
         if self.checkpoint.origin != *key.name() {

@@ -38,6 +38,7 @@ pub mod store_path;
 pub(crate) mod test_log;
 pub mod tiles;
 pub mod tlog;
+pub mod tlog_proof;
 pub mod trust;
 pub mod witness;
 

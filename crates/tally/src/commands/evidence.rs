@@ -37,7 +37,7 @@ pub(crate) struct EvidenceArgs {
     out: PathBuf,
 }
 
-/// Check an evidence or query bundle offline.
+/// Check an evidence or query bundle, or a tlog-proof, offline.
 ///
 /// Evidence bundles (a fork, a wrong map root, a contradiction, a disagreement) prove their
 /// claim with nothing but the logs' public keys: exits 0 if the bundle proves it. A query
@@ -46,6 +46,9 @@ pub(crate) struct EvidenceArgs {
 /// the policy or verdict the bundle names: each log counts once, answers from logs outside
 /// your policy or failing any check do not count, and it prints "trusted" and exits 0 only
 /// when the verified answers meet your quorum. A file may hold one bundle or a JSON list.
+/// A C2SP tlog-proof (`tally proof` writes them) is checked the same way: a log of your
+/// policy signed its checkpoint, your witness quorum cosigned it, and the attestation in it
+/// is included.
 ///
 /// Examples:
 ///
@@ -150,6 +153,9 @@ pub(crate) fn verify(args: VerifyArgs, json: bool) -> anyhow::Result<ExitCode> {
     };
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
+    if text.starts_with(tally_core::tlog_proof::HEADER) {
+        return verify_tlog_proof(&args, &text, trust.as_ref(), json);
+    }
     let bundles: Vec<BundleFile> = if text.trim_start().starts_with('[') {
         serde_json::from_str(&text)
     } else {
@@ -219,4 +225,56 @@ pub(crate) fn verify(args: VerifyArgs, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn verify_tlog_proof(
+    args: &VerifyArgs,
+    text: &str,
+    trust: Option<&TrustPolicy>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let Some(trust) = trust else {
+        anyhow::bail!("a tlog-proof is checked under your trust policy: pass --policy-file");
+    };
+    let proof = tally_core::tlog_proof::TlogProof::parse(text)
+        .with_context(|| format!("{}", args.file.display()))?;
+    match proof.verify(trust, runtime::now_unix()) {
+        Ok(p) => {
+            let witnesses: Vec<&str> = p.cosigned.iter().map(|(w, _)| w.as_str()).collect();
+            if json {
+                output::json(&serde_json::json!({
+                    "file": args.file,
+                    "proven": true,
+                    "origin": p.checkpoint.origin,
+                    "tree_size": p.checkpoint.tree.size,
+                    "index": p.index,
+                    "cosigned_by": witnesses,
+                    "attestation": p.attestation.fields(),
+                }))?;
+            } else {
+                outln!(
+                    "proven: {} includes, at index {} of its tree of size {}, the attestation of {} with {}",
+                    p.checkpoint.origin,
+                    p.index,
+                    p.checkpoint.tree.size,
+                    p.attestation.output_path(),
+                    p.attestation.nar_hash()
+                );
+                if !witnesses.is_empty() {
+                    outln!("  cosigned by {}", witnesses.join(", "));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if json {
+                output::json(
+                    &serde_json::json!({"file": args.file, "proven": false, "error": e.to_string()}),
+                )?;
+            } else {
+                outln!("NOT proven: {e}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }

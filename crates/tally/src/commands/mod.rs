@@ -11,6 +11,7 @@ mod import;
 mod key;
 mod keygen;
 mod log;
+mod proof;
 mod query;
 mod report;
 mod submit;
@@ -52,6 +53,7 @@ enum Command {
     Report(report::Args),
     Evidence(evidence::EvidenceArgs),
     Verify(evidence::VerifyArgs),
+    Proof(proof::Args),
     Import(import::Args),
     #[command(subcommand)]
     Bench(bench::Command),
@@ -75,6 +77,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => report::run(args, json),
         Command::Evidence(args) => evidence::evidence(args, json),
         Command::Verify(args) => evidence::verify(args, json),
+        Command::Proof(args) => proof::run(args, json),
         Command::Import(args) => import::run(args, json),
         Command::Bench(cmd) => bench::run(cmd, json),
         Command::Demo(args) => demo::run(args, json),
