@@ -757,3 +757,69 @@ async fn a_log_attesting_one_path_twice_is_a_contradiction() {
     );
     assert!(metrics.contains(&counted), "{counted} not in:\n{metrics}");
 }
+
+/// An empty log votes: its checkpoint of size 0 is verified, and it answers with proven
+/// absence rather than "syncing 0 of 0".
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_log_answers_with_proven_absence() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = LogDaemon::start(&dir.path().join("log"), "empty.agg.test/log", &[]);
+    let agg = AggregatorDaemon::start(&dir.path().join("agg"), &[log.follow()], &[]);
+    agg.wait_verified(&log.origin, 0).await;
+    let policy = policy_file(dir.path(), &[&log]);
+    let r = query(&agg, &policy, None, &[sample::output_path(1).to_string()]);
+    let vote = &r["results"][0]["logs"][0];
+    assert_eq!(vote["vote"], "absent", "{r:#}");
+    assert_eq!(vote["verified"], true, "{r:#}");
+}
+
+/// Evidence is listed a page at a time, so any number of bundles fits the gRPC limits.
+#[tokio::test(flavor = "multi_thread")]
+async fn evidence_is_listed_in_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs: Vec<LogDaemon> = (1..=2)
+        .map(|n| {
+            LogDaemon::start(
+                &dir.path().join(format!("log{n}")),
+                &format!("p{n}.agg.test/log"),
+                &[],
+            )
+        })
+        .collect();
+    // 1,200 paths the two logs attest differently: 1,200 disagreements.
+    logs[0].submit(&samples(0..1200)).await;
+    let other: Vec<_> = (0..1200)
+        .map(|i| sample::attestation_with_nar(i, Hash::of(format!("other {i}").as_bytes())))
+        .collect();
+    logs[1].submit(&other).await;
+    let agg = AggregatorDaemon::start(
+        &dir.path().join("agg"),
+        &logs.iter().map(LogDaemon::follow).collect::<Vec<_>>(),
+        &[],
+    );
+    for log in &logs {
+        agg.wait_verified(&log.origin, 1200).await;
+    }
+    let mut c = client::connect_aggregator(&Address::Http(agg.url()))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let first = c
+            .list_evidence(v1::ListEvidenceRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        let all = client::all_evidence(&mut c, "").await.unwrap();
+        if all.len() == 1200 {
+            assert_eq!(first.evidence.len(), 1000);
+            assert!(first.more);
+            let mut ids: Vec<u64> = all.iter().map(|e| e.id).collect();
+            ids.dedup();
+            assert_eq!(ids.len(), 1200, "each once");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{} of 1200", all.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

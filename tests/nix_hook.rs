@@ -280,3 +280,91 @@ async fn builds_are_attested_spooled_and_drained() {
         .verify(&old, &new)
         .unwrap();
 }
+
+/// A log reached over TCP is down while several builds finish: each build's hook spools on
+/// the build host (the daemon never sees that spool). Once the log is back, the next build's
+/// hook submits its own outputs and drains everything spooled before.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tcp_log_down_for_several_builds_gets_them_all_when_it_returns() {
+    if !nix::available("a_tcp_log_down_for_several_builds_gets_them_all_when_it_returns") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("submit.token");
+    tally_store::write_secret(&token, &tally_store::generate_token().unwrap()).unwrap();
+    let token_line = format!("submit_token_file = \"{}\"", token.display());
+    let mut log = LogDaemon::start(
+        &dir.path().join("log"),
+        "tcp.example/nix-hook",
+        &[&token_line],
+    );
+    std::fs::create_dir_all(dir.path().join("bin")).unwrap();
+    std::os::unix::fs::symlink(tally_bin(), dir.path().join("bin/tally-hook")).unwrap();
+    let nonce = format!(
+        "tcp-{}-{:?}",
+        std::process::id(),
+        std::time::SystemTime::now()
+    );
+    std::fs::write(dir.path().join("default.nix"), derivations(&nonce)).unwrap();
+    let host_spool = dir.path().join("build-host-spool");
+    let log_url = log.url();
+    let build = |attr: &str| {
+        let out = Command::new("nix-build")
+            .arg(dir.path().join("default.nix"))
+            .args(["--no-out-link", "-A", attr])
+            .env(
+                "NIX_CONFIG",
+                format!(
+                    "{}post-build-hook = {}\n",
+                    nix::NIX_CONFIG,
+                    dir.path().join("bin/tally-hook").display()
+                ),
+            )
+            .env("XDG_CACHE_HOME", dir.path().join("cache"))
+            .env("TALLY_LOG", &log_url)
+            .env("TALLY_TOKEN_FILE", &token)
+            .env("TALLY_SPOOL_DIR", &host_spool)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        (
+            String::from_utf8(out.stdout).unwrap().trim().to_owned(),
+            stderr,
+        )
+    };
+    log.stop();
+    let (single, stderr) = build("single");
+    assert!(stderr.contains("spooled"), "{stderr}");
+    let (late, stderr) = build("late");
+    assert!(stderr.contains("spooled"), "{stderr}");
+    let spooled = || {
+        std::fs::read_dir(&host_spool)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+            .count()
+    };
+    assert_eq!(spooled(), 2);
+
+    log.restart();
+    let (refs, stderr) = build("refs");
+    assert!(
+        stderr.contains("spooled earlier also submitted"),
+        "the hook drained the build host's spool:\n{stderr}"
+    );
+    assert_eq!(spooled(), 0);
+    let mut client = client::connect(&log.socket().parse().unwrap(), BearerToken::default())
+        .await
+        .unwrap();
+    for path in [&single, &late, &refs] {
+        let p = StorePath::parse(path).unwrap();
+        assert!(
+            matches!(
+                lookup(&mut client, &log, &p).await,
+                Verified::Present { .. }
+            ),
+            "{path} not attested:\n{stderr}"
+        );
+    }
+}

@@ -337,7 +337,9 @@ impl Follower {
             }
         };
         let size = target.checkpoint.tree.size;
-        if size > state.size || (size == state.size && size > verified) {
+        // An empty log is verified too, so that it answers with proven absence.
+        let unverified = size > verified || state.verified.is_none();
+        if size > state.size || (size == state.size && unverified) {
             self.sync(url, &target, &state).await?;
         } else if size == verified {
             self.statuses.verified(&origin);

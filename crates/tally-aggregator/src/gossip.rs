@@ -97,10 +97,10 @@ impl Gossip {
         let Ok(mut c) = client::connect_aggregator(&address).await else {
             return;
         };
-        let Ok(list) = c.list_evidence(v1::ListEvidenceRequest::default()).await else {
+        let Ok(list) = client::all_evidence(&mut c, "").await else {
             return;
         };
-        for summary in list.into_inner().evidence {
+        for summary in list {
             let about_ours = summary
                 .origins
                 .iter()

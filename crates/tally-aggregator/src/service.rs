@@ -17,6 +17,9 @@ use crate::metrics::Metrics;
 use crate::query::{self, MAX_PATHS, QueryError};
 use crate::status::Statuses;
 
+/// Evidence summaries per `ListEvidence` page, at most.
+const EVIDENCE_PAGE: usize = 1000;
+
 /// State shared by the gRPC service and the HTTP routes.
 #[derive(Clone)]
 pub struct Shared {
@@ -189,18 +192,22 @@ impl Aggregator for Shared {
         &self,
         request: Request<v1::ListEvidenceRequest>,
     ) -> Result<Response<v1::ListEvidenceResponse>, Status> {
-        let origin = request.into_inner().origin;
-        let evidence = self
+        let r = request.into_inner();
+        let limit = match r.limit {
+            0 => EVIDENCE_PAGE,
+            n => (n as usize).min(EVIDENCE_PAGE),
+        };
+        let (evidence, more) = self
             .blocking(move |s| {
                 let all = s.store.list_evidence().map_err(internal)?;
-                Ok(all
-                    .iter()
-                    .filter(|r| origin.is_empty() || r.origins.contains(&origin))
-                    .map(summary)
-                    .collect())
+                let mut matching = all.iter().filter(|e| {
+                    e.id > r.after_id && (r.origin.is_empty() || e.origins.contains(&r.origin))
+                });
+                let page: Vec<_> = matching.by_ref().take(limit).map(summary).collect();
+                Ok((page, matching.next().is_some()))
             })
             .await?;
-        Ok(Response::new(v1::ListEvidenceResponse { evidence }))
+        Ok(Response::new(v1::ListEvidenceResponse { evidence, more }))
     }
 
     async fn get_evidence(

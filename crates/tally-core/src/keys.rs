@@ -47,13 +47,31 @@ pub enum KeyError {
     /// The text is not `name:base64`.
     #[error("expected <name>:<base64>, found no ':'")]
     NixFormat,
-    /// The base64 part does not decode to the right number of bytes.
-    #[error("key data for {name:?} is not {expected} bytes of standard base64")]
+    /// The base64 part is not standard base64.
+    #[error("key data for {name:?} is not standard base64")]
+    KeyBase64 {
+        /// The key's name.
+        name: String,
+    },
+    /// The base64 part decodes to the wrong number of bytes.
+    #[error(
+        "key data for {name:?} is {found} bytes, a key holds {expected}: is it truncated or pasted incompletely?"
+    )]
     KeyData {
         /// The key's name.
         name: String,
         /// The number of bytes expected.
         expected: usize,
+        /// The number found.
+        found: usize,
+    },
+    /// A secret key was given where a public one belongs. The key itself is never repeated.
+    #[error(
+        "the key named {name:?} is a SECRET key (never share it); give its public key instead, which `tally key public --secret-key-file FILE` prints"
+    )]
+    SecretGiven {
+        /// The key's name.
+        name: String,
     },
     /// The public half of a Nix secret key does not belong to its seed.
     #[error("secret key {0:?} is corrupt: its public half does not match its seed")]
@@ -61,6 +79,16 @@ pub enum KeyError {
     /// The text is not `name+hexid+base64`.
     #[error("verifier key {0:?} is not <name>+<8 hex digits>+<base64>")]
     VerifierFormat(String),
+    /// The verifier key's data is not 33 bytes (a type byte and a 32-byte key).
+    #[error(
+        "verifier key {name:?} holds {found} bytes of key data, not 33 (a type byte and the 32-byte key): is it truncated?"
+    )]
+    VerifierLength {
+        /// The key's name.
+        name: String,
+        /// The number of bytes found.
+        found: usize,
+    },
     /// The verifier key's type byte is not the expected one.
     #[error("verifier key {name:?} has type 0x{found:02x}, expected 0x{expected:02x}")]
     VerifierType {
@@ -168,11 +196,14 @@ impl SigningKey {
     /// whitespace (a trailing newline) is ignored.
     pub fn from_nix_secret(text: &str) -> Result<SigningKey, KeyError> {
         let (name, data) = split_nix(text.trim())?;
-        let bytes = Zeroizing::new(BASE64.decode(data).unwrap_or_default());
+        let bytes = Zeroizing::new(BASE64.decode(data).map_err(|_| KeyError::KeyBase64 {
+            name: name.to_string(),
+        })?);
         if bytes.len() != 64 {
             return Err(KeyError::KeyData {
                 name: name.to_string(),
                 expected: 64,
+                found: bytes.len(),
             });
         }
         let mut seed = Zeroizing::new([0u8; 32]);
@@ -235,10 +266,19 @@ impl VerifyingKey {
     /// Parses Nix's public key format, `name:base64(public key)`.
     pub fn from_nix_public(text: &str) -> Result<VerifyingKey, KeyError> {
         let (name, data) = split_nix(text.trim())?;
-        let bytes = BASE64.decode(data).unwrap_or_default();
+        let bytes = BASE64.decode(data).map_err(|_| KeyError::KeyBase64 {
+            name: name.to_string(),
+        })?;
+        if bytes.len() == 64 {
+            return Err(KeyError::SecretGiven {
+                name: name.to_string(),
+            });
+        }
+        let found = bytes.len();
         let bytes: [u8; 32] = bytes.try_into().map_err(|_| KeyError::KeyData {
             name: name.to_string(),
             expected: 32,
+            found,
         })?;
         VerifyingKey::from_bytes(name, &bytes)
     }
@@ -343,6 +383,14 @@ pub(crate) fn format_vkey(name: &KeyName, key_type: u8, public: &[u8; 32]) -> St
 
 /// Parses `name+hexid+base64(type ‖ public key)` for the given type.
 pub(crate) fn parse_vkey(text: &str, key_type: u8) -> Result<VerifyingKey, KeyError> {
+    // A Nix secret key (`name:base64` of 64 bytes) must not be echoed in an error.
+    if let Some((name, data)) = text.split_once(':')
+        && BASE64.decode(data).is_ok_and(|b| b.len() == 64)
+    {
+        return Err(KeyError::SecretGiven {
+            name: name.to_owned(),
+        });
+    }
     let format_err = || KeyError::VerifierFormat(text.to_owned());
     let mut parts = text.splitn(3, '+');
     let (Some(name), Some(id), Some(data)) = (parts.next(), parts.next(), parts.next()) else {
@@ -354,7 +402,11 @@ pub(crate) fn parse_vkey(text: &str, key_type: u8) -> Result<VerifyingKey, KeyEr
     }
     let id = u32::from_str_radix(id, 16).map_err(|_| format_err())?;
     let data = BASE64.decode(data).map_err(|_| format_err())?;
-    let [found, key @ ..]: [u8; 33] = data.try_into().map_err(|_| format_err())?;
+    let length = data.len();
+    let [found, key @ ..]: [u8; 33] = data.try_into().map_err(|_| KeyError::VerifierLength {
+        name: name.to_string(),
+        found: length,
+    })?;
     if found != key_type {
         return Err(KeyError::VerifierType {
             name: name.to_string(),
@@ -440,6 +492,31 @@ mod tests {
         assert_eq!(
             VerifyingKey::from_note_vkey(&renamed),
             Err(KeyError::VerifierId(renamed.clone()))
+        );
+    }
+
+    #[test]
+    fn a_secret_key_is_recognised_and_never_repeated() {
+        let key = SigningKey::from_seed(KeyName::new("log.example/s").unwrap(), [5; 32]);
+        let secret = key.to_nix_secret();
+        for err in [
+            VerifyingKey::parse(&secret).unwrap_err(),
+            VerifyingKey::from_note_vkey(&secret).unwrap_err(),
+        ] {
+            assert!(matches!(err, KeyError::SecretGiven { .. }), "{err}");
+            let text = err.to_string();
+            assert!(text.contains("tally key public"), "{text}");
+            assert!(!text.contains(secret.split_once(':').unwrap().1), "{text}");
+        }
+        // A truncated key says its length.
+        let vkey = key.verifying_key().to_note_vkey();
+        let err = VerifyingKey::from_note_vkey(&vkey[..vkey.len() - 8]).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+        let nix = key.verifying_key().to_nix_public();
+        let err = VerifyingKey::from_nix_public(&nix[..nix.len() - 8]).unwrap_err();
+        assert!(
+            err.to_string().contains("truncated") || err.to_string().contains("base64"),
+            "{err}"
         );
     }
 

@@ -69,6 +69,18 @@ pub enum NoteError {
     /// The note carries no signature by the key.
     #[error("no signature by {0}")]
     NotSignedBy(String),
+    /// The note is signed under the key's name, but by another key.
+    #[error(
+        "signed by {name} with key ID {found:08x}, but the key given has ID {expected:08x}: the key you gave (--vkey, a policy or config file) may be stale, or the log's key changed"
+    )]
+    OtherKey {
+        /// The key name.
+        name: String,
+        /// The key ID of the signature found.
+        found: u32,
+        /// The key ID of the key given.
+        expected: u32,
+    },
     /// The key's signature is present but invalid.
     #[error("the signature by {0} is invalid")]
     InvalidSignature(String),
@@ -169,7 +181,16 @@ impl Note {
     pub fn verify(&self, key: &VerifyingKey) -> Result<(), NoteError> {
         let sig = self
             .signature_by(key.name(), key.note_key_id())
-            .ok_or_else(|| NoteError::NotSignedBy(key.to_note_vkey()))?;
+            .ok_or_else(
+                || match self.signatures.iter().find(|s| s.name == *key.name()) {
+                    Some(other) => NoteError::OtherKey {
+                        name: key.name().to_string(),
+                        found: other.key_id,
+                        expected: key.note_key_id(),
+                    },
+                    None => NoteError::NotSignedBy(key.to_note_vkey()),
+                },
+            )?;
         if key.verify(self.text.as_bytes(), &sig.signature) {
             Ok(())
         } else {
@@ -221,6 +242,20 @@ fn parse_signature_line(line: &str) -> Result<NoteSignature, NoteError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_key_under_the_same_name_is_named_as_such() {
+        let old = SigningKey::from_seed(KeyName::new("log.example/x").unwrap(), [1; 32]);
+        let new = SigningKey::from_seed(KeyName::new("log.example/x").unwrap(), [2; 32]);
+        let note = Note::sign("log.example/x\n1\nAAAA\n", &new).unwrap();
+        let err = note.verify(&old.verifying_key()).unwrap_err();
+        assert!(
+            matches!(err, NoteError::OtherKey { found, expected, .. }
+                if found == new.verifying_key().note_key_id() && expected == old.verifying_key().note_key_id()),
+            "{err}"
+        );
+        assert!(err.to_string().contains("stale"), "{err}");
+    }
 
     const GO_VKEY: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
     const GO_NOTE: &str = "If you think cryptography is the answer to your problem,\n\

@@ -49,6 +49,8 @@ pub struct Metrics {
     rejected: Family<ReasonLabel, Counter>,
     /// Attestations submitted from the hook's spool.
     pub spool_drained: Counter,
+    /// Spool files moved to `quarantine/`.
+    pub spool_quarantined: Counter,
     /// The size of the checkpoint last sent to the witnesses.
     pub witnessed_size: Gauge,
     witness_requests: Family<WitnessLabel, Counter>,
@@ -64,6 +66,12 @@ impl Metrics {
         let submit_latency = Histogram::new(exponential_buckets(0.001, 2.0, 14));
         let rejected = Family::<ReasonLabel, Counter>::default();
         let spool_drained = Counter::default();
+        let spool_quarantined = Counter::default();
+        registry.register(
+            "spool_quarantined",
+            "Spool files that could not be submitted, moved to quarantine/",
+            spool_quarantined.clone(),
+        );
         let witnessed_size = Gauge::default();
         let witness_requests = Family::<WitnessLabel, Counter>::default();
         registry.register(
@@ -102,6 +110,7 @@ impl Metrics {
             submit_latency,
             rejected,
             spool_drained,
+            spool_quarantined,
             witnessed_size,
             witness_requests,
         }

@@ -60,7 +60,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         "creating data_dir {}",
         config.data_dir.display()
     )))?;
-    let spool = Spool::open(&config.spool_dir).map_err(|e| config_error("spool_dir", e))?;
+    let spool =
+        Spool::open_to_drain(&config.spool_dir).map_err(|e| config_error("spool_dir", e))?;
 
     let database = config.database();
     let cache = config.cache_mb << 20;
@@ -311,7 +312,7 @@ async fn drain_spool(
                 files = r.files,
                 submitted = r.submitted,
                 conflicts = r.conflicts,
-                rejected_files = r.rejected_files,
+                quarantined = r.quarantined,
                 "drained the hook spool {}",
                 spool.dir().display()
             ),

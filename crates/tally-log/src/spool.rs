@@ -3,8 +3,8 @@
 //! Each spooled file is submitted in chunks of at most `batch_size`, and removed only once
 //! every chunk is acknowledged. Attestations that conflict with the log can never be
 //! appended: they are logged, counted, and dropped from their chunk, which is resubmitted.
-//! A file that does not parse is moved to `rejected/`. A storage error stops the drain; the
-//! next one retries.
+//! A file that cannot be read or parsed is moved to `quarantine/`, logged and counted, and
+//! never blocks the files behind it. A storage error stops the drain; the next one retries.
 
 use tally_core::Attestation;
 use tally_store::Spool;
@@ -21,8 +21,8 @@ pub struct DrainReport {
     pub submitted: usize,
     /// Attestations dropped because the log attests their path differently.
     pub conflicts: usize,
-    /// Files moved to `rejected/`.
-    pub rejected_files: usize,
+    /// Files moved to `quarantine/`.
+    pub quarantined: usize,
 }
 
 /// Submits every spooled file.
@@ -33,22 +33,28 @@ pub async fn drain(
     metrics: &Metrics,
 ) -> Result<DrainReport, String> {
     let s = spool.clone();
-    let files = tokio::task::spawn_blocking(move || s.pending())
+    let files: Vec<_> = tokio::task::spawn_blocking(move || s.pending().map(Iterator::collect))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
     let mut report = DrainReport::default();
     for file in files {
-        let attestations = match &file.attestations {
-            Ok(a) => a.clone(),
+        let attestations = match file.attestations {
+            Ok(a) => a,
             Err(problem) => {
-                let to = spool.reject(&file).map_err(|e| e.to_string())?;
-                tracing::warn!(
-                    "spool file {} does not parse ({problem}); moved to {}",
-                    file.path.display(),
-                    to.display()
-                );
-                report.rejected_files += 1;
+                metrics.spool_quarantined.inc();
+                report.quarantined += 1;
+                match spool.quarantine(&file.path) {
+                    Ok(to) => tracing::error!(
+                        "spool file {} cannot be submitted ({problem}); moved to {}",
+                        file.path.display(),
+                        to.display()
+                    ),
+                    Err(e) => tracing::error!(
+                        "spool file {} cannot be submitted ({problem}), nor moved aside: {e}",
+                        file.path.display()
+                    ),
+                }
                 continue;
             }
         };
@@ -58,7 +64,8 @@ pub async fn drain(
             report.submitted += submitted;
             report.conflicts += conflicts;
         }
-        spool.remove(&file).map_err(|e| e.to_string())?;
+        std::fs::remove_file(&file.path)
+            .map_err(|e| format!("removing {}: {e}", file.path.display()))?;
         report.files += 1;
     }
     Ok(report)

@@ -5,8 +5,10 @@
 //! NAR hash, size and references come from the store.
 //!
 //! The hook never fails or stalls a build: it works within a fixed time budget, and if the
-//! log cannot take the attestations in time they go to the spool, which the daemon drains.
-//! Whatever happens, the caller exits 0.
+//! log cannot take the attestations in time they go to the spool. The daemon drains the
+//! spool, and so does the hook, with what is left of its budget, whenever it reached the log
+//! (a log reached over TCP never sees the build host's spool). Whatever happens, the caller
+//! exits 0.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -41,6 +43,8 @@ pub enum HookOutcome {
         attestations: usize,
         /// The log's size afterwards.
         log_size: u64,
+        /// Attestations from earlier builds submitted from the spool on the way.
+        drained: usize,
     },
     /// The log could not take them; they are in the spool.
     Spooled {
@@ -179,9 +183,13 @@ pub async fn run(config: &HookConfig, drv_path: &str, out_paths: &str) -> HookOu
         .max(Duration::from_millis(100));
     let reason = match tokio::time::timeout(remaining, submit(config, &attestations)).await {
         Ok(Ok(log_size)) => {
+            // The log is reachable: send what earlier builds spooled, as time allows.
+            let left = config.budget.saturating_sub(start.elapsed());
+            let drained = tokio::time::timeout(left, drain(config)).await.unwrap_or(0);
             return HookOutcome::Submitted {
                 attestations: attestations.len(),
                 log_size,
+                drained,
             };
         }
         Ok(Err(Submit::Refused(reason))) => return HookOutcome::Refused(reason),
@@ -206,12 +214,55 @@ enum Submit {
     Refused(String),
 }
 
+/// Submits spooled files, oldest first, removing each once acknowledged; a file that cannot
+/// be submitted is quarantined. Stops at the first failure, and when the caller's timeout
+/// drops it: a file is removed only after its answer, so nothing is lost either way.
+/// Returns how many attestations were submitted.
+async fn drain(config: &HookConfig) -> usize {
+    let Ok(spool) = Spool::open(&config.spool_dir) else {
+        return 0;
+    };
+    let Ok(files) = spool.pending() else {
+        return 0;
+    };
+    let mut drained = 0;
+    for file in files {
+        let attestations = match file.attestations {
+            Ok(a) => a,
+            Err(problem) => {
+                if let Ok(to) = spool.quarantine(&file.path) {
+                    eprintln!(
+                        "tally hook: spool file {} cannot be submitted ({problem}); moved to {}",
+                        file.path.display(),
+                        to.display()
+                    );
+                }
+                continue;
+            }
+        };
+        match submit(config, &attestations).await {
+            // A conflict is settled for good: the log holds another NAR for the path.
+            Ok(_) | Err(Submit::Refused(_)) => {
+                if std::fs::remove_file(&file.path).is_err() {
+                    return drained;
+                }
+                drained += attestations.len();
+            }
+            Err(Submit::Retry(_)) => return drained,
+        }
+    }
+    drained
+}
+
 async fn submit(config: &HookConfig, attestations: &[Attestation]) -> Result<u64, Submit> {
     let token =
         BearerToken::new(config.token.as_deref()).map_err(|e| Submit::Refused(e.to_string()))?;
     let mut client = client::connect(&config.log, token)
         .await
-        .map_err(|e| Submit::Retry(e.to_string()))?;
+        .map_err(|e| match e {
+            client::ClientError::Connect { .. } => Submit::Retry(e.to_string()),
+            other => Submit::Retry(format!("configuration error: {other}")),
+        })?;
     let request = v1::SubmitRequest {
         attestations: attestations.iter().map(|a| a.as_bytes().to_vec()).collect(),
     };
@@ -230,6 +281,15 @@ async fn submit(config: &HookConfig, attestations: &[Attestation]) -> Result<u64
         Err(s) if matches!(s.code(), Code::AlreadyExists | Code::InvalidArgument) => {
             Err(Submit::Refused(format!(
                 "the log refused the attestations ({:?}): {}",
+                s.code(),
+                s.message()
+            )))
+        }
+        Err(s) if matches!(s.code(), Code::PermissionDenied | Code::Unauthenticated) => {
+            Err(Submit::Retry(format!(
+                "configuration error: the log refuses this hook's submits ({:?}: {}); over TCP \
+                 the hook needs --token-file (the log's submit_token_file), or use the log's \
+                 unix: socket",
                 s.code(),
                 s.message()
             )))

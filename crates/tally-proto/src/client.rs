@@ -31,6 +31,22 @@ pub enum Address {
     Https(String),
 }
 
+impl ClientError {
+    /// Names the service that was expected, for the hint in a connection error.
+    fn expecting(self, service: Service) -> ClientError {
+        match self {
+            ClientError::Connect {
+                address, reason, ..
+            } => ClientError::Connect {
+                address,
+                reason,
+                service: Some(service),
+            },
+            other => other,
+        }
+    }
+}
+
 impl Address {
     /// Whether what is sent to this address can be read on the way: plaintext HTTP to a host
     /// that is not loopback.
@@ -105,13 +121,132 @@ pub enum ClientError {
     #[error("the bearer token contains characters that cannot go in an HTTP header")]
     Token,
     /// Connecting failed.
-    #[error("cannot connect to {address}: {source}")]
+    #[error("cannot connect to {address}: {reason}{}", hint(*.service))]
     Connect {
         /// The address.
         address: String,
-        /// Why.
-        source: tonic::transport::Error,
+        /// Why, in a few words (the innermost cause: "Connection refused (os error 111)").
+        reason: String,
+        /// What was expected to listen there.
+        service: Option<Service>,
     },
+}
+
+/// The Tally services a client talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    /// `tally log serve`.
+    Log,
+    /// `tally aggregate serve`.
+    Aggregator,
+    /// `tally cache serve`.
+    Cache,
+}
+
+impl Service {
+    /// The command that runs it.
+    pub fn command(self) -> &'static str {
+        match self {
+            Service::Log => "tally log serve",
+            Service::Aggregator => "tally aggregate serve",
+            Service::Cache => "tally cache serve",
+        }
+    }
+
+    /// What it is, in words.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Log => "a Tally log",
+            Service::Aggregator => "a Tally aggregator",
+            Service::Cache => "a Tally binary cache",
+        }
+    }
+
+    /// Its default port.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Service::Log => 7420,
+            Service::Aggregator => 7421,
+            Service::Cache => 7422,
+        }
+    }
+}
+
+fn hint(service: Option<Service>) -> String {
+    service.map_or_else(String::new, |s| {
+        format!("; is `{}` running there?", s.command())
+    })
+}
+
+/// The innermost cause of an error, which is the one that says what happened.
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    last.to_string()
+}
+
+/// Says, for an error status from `address` where `expected` was asked, which service
+/// actually answers there, when it is another: the usual reason for an empty UNIMPLEMENTED
+/// or a "grpc-status header missing". Probes the address over HTTP.
+pub async fn wrong_service(address: &Address, expected: Service) -> Option<String> {
+    let base = match address {
+        Address::Http(u) | Address::Https(u) => u.clone(),
+        Address::Unix(_) => return None,
+    };
+    let http = http_client(Duration::from_secs(5)).ok()?;
+    let get = |path: &'static str| {
+        let (http, url) = (http.clone(), format!("{base}{path}"));
+        async move {
+            let r = http.get(url).send().await.ok()?;
+            r.status().is_success().then_some(())?;
+            r.text().await.ok()
+        }
+    };
+    // Judged by content: a gRPC server answers unknown paths with HTTP 200 too.
+    let actual = if get("/nix-cache-info")
+        .await
+        .is_some_and(|t| t.contains("StoreDir: "))
+    {
+        Service::Cache
+    } else if get("/checkpoint").await.is_some_and(|t| {
+        t.lines()
+            .nth(1)
+            .is_some_and(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
+    }) {
+        Service::Log
+    } else if get("/metrics")
+        .await
+        .is_some_and(|m| m.contains("tally_aggregator"))
+    {
+        Service::Aggregator
+    } else {
+        return Some(format!(
+            "{base} answers, but it is not a Tally service (no log, aggregator or binary cache \
+             there); {} listens on port {} by default",
+            expected.name(),
+            expected.default_port()
+        ));
+    };
+    (actual != expected).then(|| {
+        let suggestion = match actual {
+            Service::Log => format!("to ask a log, use `tally log lookup --log {base}`"),
+            Service::Cache => {
+                format!("to ask a cache why, use `tally cache explain --cache {base}`")
+            }
+            Service::Aggregator => {
+                format!("to ask an aggregator, use `tally query --aggregator {base}`")
+            }
+        };
+        format!(
+            "{base} answers, but it is {}, not {} ({} listens on port {} by default); {suggestion}",
+            actual.name(),
+            expected.name(),
+            expected.name(),
+            expected.default_port()
+        )
+    })
 }
 
 impl FromStr for Address {
@@ -197,7 +332,11 @@ pub type AggregatorClient = crate::v1::aggregator_client::AggregatorClient<Chann
 
 /// Connects to an aggregator.
 pub async fn connect_aggregator(address: &Address) -> Result<AggregatorClient, ClientError> {
-    Ok(aggregator_client(channel(address).await?))
+    Ok(aggregator_client(
+        channel(address)
+            .await
+            .map_err(|e| e.expecting(Service::Aggregator))?,
+    ))
 }
 
 /// An aggregator client that connects on first use (see [`lazy_channel`]).
@@ -214,7 +353,9 @@ fn aggregator_client(channel: Channel) -> AggregatorClient {
 /// Connects to a log daemon.
 pub async fn connect(address: &Address, token: BearerToken) -> Result<Client, ClientError> {
     token.check(address)?;
-    let channel = channel(address).await?;
+    let channel = channel(address)
+        .await
+        .map_err(|e| e.expecting(Service::Log))?;
     Ok(LogClient::with_interceptor(channel, token)
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20))
@@ -245,7 +386,8 @@ fn endpoint(address: &Address) -> Result<Endpoint, ClientError> {
                 .tls_config(tls)
                 .map_err(|source| ClientError::Connect {
                     address: url.clone(),
-                    source,
+                    reason: innermost(&source),
+                    service: None,
                 })?
         }
         // The URI is required by the API but unused: the connector dials the socket.
@@ -283,7 +425,8 @@ pub async fn channel(address: &Address) -> Result<Channel, ClientError> {
     };
     connected.map_err(|source| ClientError::Connect {
         address: address.to_string(),
-        source,
+        reason: innermost(&source),
+        service: None,
     })
 }
 
@@ -322,6 +465,31 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, ClientError> {
         .tcp_nodelay(true)
         .build()
         .map_err(|e| ClientError::Http(e.to_string()))
+}
+
+/// Every evidence summary an aggregator holds (about `origin`, or all), page by page.
+pub async fn all_evidence(
+    client: &mut AggregatorClient,
+    origin: &str,
+) -> Result<Vec<crate::v1::EvidenceSummary>, tonic::Status> {
+    let mut all = Vec::new();
+    let mut after_id = 0;
+    loop {
+        let page = client
+            .list_evidence(crate::v1::ListEvidenceRequest {
+                origin: origin.to_owned(),
+                after_id,
+                limit: 0,
+            })
+            .await?
+            .into_inner();
+        after_id = page.evidence.last().map_or(after_id, |e| e.id);
+        let done = !page.more || page.evidence.is_empty();
+        all.extend(page.evidence);
+        if done {
+            return Ok(all);
+        }
+    }
 }
 
 /// The conflicts an ALREADY_EXISTS status from `Submit` carries in its details.

@@ -9,7 +9,22 @@ use serde::de::DeserializeOwned;
 pub(crate) fn load<T: DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+    toml::from_str(&text).map_err(|e| {
+        // The parser quotes the offending line; a secret key pasted where a public key
+        // belongs must not be repeated, so then only the line number is given.
+        if e.message().contains("SECRET key") {
+            let line = e
+                .span()
+                .map_or(0, |s| text[..s.start].matches('\n').count() + 1);
+            anyhow::anyhow!(
+                "config file {} line {line}: {}",
+                path.display(),
+                e.message()
+            )
+        } else {
+            anyhow::Error::new(e).context(format!("config file {}", path.display()))
+        }
+    })
 }
 
 /// The arguments every `check-config` takes.

@@ -8,9 +8,11 @@
 
 mod commands;
 mod config;
+mod keyarg;
 mod output;
 mod paths;
 mod progress;
+mod remote;
 mod runtime;
 
 use std::process::ExitCode;
@@ -29,10 +31,11 @@ fn main() -> ExitCode {
         args.push("hook".into());
     }
     let cli = commands::Cli::parse_from(args);
+    let json = cli.json();
     match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            output::error(&e);
+            output::error(&e, json);
             ExitCode::FAILURE
         }
     }

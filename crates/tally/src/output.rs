@@ -51,10 +51,27 @@ macro_rules! outln {
 
 pub(crate) use {out, outln};
 
-/// Prints an error and its causes to stderr.
-pub(crate) fn error(e: &anyhow::Error) {
-    eprintln!("error: {e}");
-    for cause in e.chain().skip(1) {
+/// Prints an error and its causes to stderr, each once (a cause that repeats what is
+/// already said is left out); with `--json`, as one JSON object on stdout.
+pub(crate) fn error(e: &anyhow::Error, json: bool) {
+    let mut said: Vec<String> = Vec::new();
+    for cause in e.chain().map(ToString::to_string) {
+        let cause = cause.trim().to_owned();
+        if !cause.is_empty() && !said.iter().any(|s| s.contains(&cause)) {
+            said.push(cause);
+        }
+    }
+    if json {
+        let value =
+            serde_json::json!({"error": said.first(), "causes": &said[1.min(said.len())..]});
+        println!("{value}");
+        return;
+    }
+    let mut lines = said.iter();
+    if let Some(first) = lines.next() {
+        eprintln!("error: {first}");
+    }
+    for cause in lines {
         eprintln!("  caused by: {cause}");
     }
 }

@@ -288,11 +288,20 @@ pub(super) async fn page(
     respond(&headers, &model, render_page)
 }
 
+/// An error answer of the report API (PUT, DELETE): short JSON, like its successes, never a
+/// page.
+fn api_error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        axum::Json(serde_json::json!({ "error": message.into() })),
+    )
+        .into_response()
+}
+
 /// Checks the admin token: the refusal to send, if any.
 fn refusal(s: &Shared, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = &s.admin else {
-        return Some(problem(
-            headers,
+        return Some(api_error(
             StatusCode::FORBIDDEN,
             "reports cannot be changed here: set admin_token_file in the aggregator's config",
         ));
@@ -301,20 +310,19 @@ fn refusal(s: &Shared, headers: &HeaderMap) -> Option<Response> {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     (!token.authorizes(given)).then(|| {
-        problem(
-            headers,
+        api_error(
             StatusCode::UNAUTHORIZED,
             "changing reports needs `Authorization: Bearer <admin token>`",
         )
     })
 }
 
-fn report_error(headers: &HeaderMap, e: ReportError) -> Response {
+fn report_error(e: ReportError) -> Response {
     let status = match e {
         ReportError::Name(_) => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    problem(headers, status, e.to_string())
+    api_error(status, e.to_string())
 }
 
 pub(super) async fn put(
@@ -328,7 +336,7 @@ pub(super) async fn put(
         return r;
     }
     if let Err(e) = crate::reports::check_name(&name) {
-        return report_error(&headers, e);
+        return report_error(e);
     }
     let body = match axum::body::to_bytes(body, MAX_UPLOAD).await {
         Ok(b) => b,
@@ -358,8 +366,8 @@ pub(super) async fn put(
     .await;
     let (report, new) = match defined {
         Ok(Ok(r)) => r,
-        Ok(Err((status, message))) => return problem(&headers, status, message),
-        Err(e) => return problem(&headers, StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Ok(Err((status, message))) => return api_error(status, message),
+        Err(e) => return api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     tracing::info!(
         report = name,
@@ -396,11 +404,7 @@ pub(super) async fn delete(
     let n = name.clone();
     match blocking(&headers, &s, move |s| s.delete_report(&n)).await {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
-        Ok(false) => problem(
-            &headers,
-            StatusCode::NOT_FOUND,
-            format!("no report named {name:?}"),
-        ),
+        Ok(false) => api_error(StatusCode::NOT_FOUND, format!("no report named {name:?}")),
         Err(r) => r,
     }
 }

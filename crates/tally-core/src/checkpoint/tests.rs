@@ -100,7 +100,7 @@ fn rejects_the_wrong_key() {
     let impostor = SigningKey::from_seed(key.name().clone(), [7; 32]);
     let err = SignedCheckpoint::open(&signed.to_bytes(), &impostor.verifying_key()).unwrap_err();
     assert!(
-        matches!(err, CheckpointError::Note(NoteError::NotSignedBy(_))),
+        matches!(err, CheckpointError::Note(NoteError::OtherKey { .. })),
         "{err}"
     );
 }

@@ -87,7 +87,7 @@ fn answers_from_outside_the_policy_do_not_count() {
     let d = decide_all(&trust, &path, vec![ballot(&mut impostor, &path)]);
     assert_eq!(d.verdict.status(), "unknown");
     assert!(
-        matches!(&d.votes[0].counted, Counted::Rejected(why) if why.contains("signature")),
+        matches!(&d.votes[0].counted, Counted::Rejected(why) if why.contains("key ID")),
         "{:?}",
         d.votes[0]
     );

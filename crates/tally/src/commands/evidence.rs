@@ -64,7 +64,7 @@ pub(crate) struct VerifyArgs {
     #[arg(long, env = "TALLY_POLICY_FILE", value_name = "FILE")]
     policy_file: Option<PathBuf>,
     /// A log's public key (note verifier key or Nix public key); repeat for each log.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::keyarg::PublicKeyParser)]
     vkey: Vec<VerifyingKey>,
     /// A file of public keys, one per line.
     #[arg(long)]
@@ -80,14 +80,20 @@ pub(crate) fn evidence(args: EvidenceArgs, json: bool) -> anyhow::Result<ExitCod
         .with_context(|| format!("creating {}", args.out.display()))?;
     let written = runtime::block_on(async {
         let mut client = client::connect_aggregator(&args.aggregator).await?;
-        let list = client
-            .list_evidence(v1::ListEvidenceRequest {
-                origin: args.log.clone().unwrap_or_default(),
-            })
+        let list = match client::all_evidence(&mut client, args.log.as_deref().unwrap_or_default())
             .await
-            .map_err(|s| anyhow::anyhow!("ListEvidence: {}", s.message()))?
-            .into_inner()
-            .evidence;
+        {
+            Ok(list) => list,
+            Err(s) => {
+                return Err(crate::remote::status(
+                    &args.aggregator,
+                    "ListEvidence",
+                    s,
+                    tally_proto::client::Service::Aggregator,
+                )
+                .await);
+            }
+        };
         let mut written = Vec::new();
         for summary in list {
             let e = client

@@ -60,23 +60,40 @@ pub(crate) fn run(args: Args, json: bool) -> anyhow::Result<ExitCode> {
             Err(e) => HookOutcome::Failed(e),
         }
     };
+    // Without DRV_PATH there is no derivation to name.
+    let who = if drv.is_empty() {
+        "tally hook:".to_owned()
+    } else {
+        format!("tally hook: {drv}:")
+    };
     let line = match &outcome {
         HookOutcome::Submitted {
             attestations,
             log_size,
+            drained,
         } => {
-            format!("tally hook: {drv}: {attestations} output(s) attested; log size {log_size}")
+            let earlier = if *drained > 0 {
+                format!("; {drained} spooled earlier also submitted")
+            } else {
+                String::new()
+            };
+            format!(
+                "{who} {attestations} output{} attested; log size {log_size}{earlier}",
+                if *attestations == 1 { "" } else { "s" }
+            )
         }
         HookOutcome::Spooled {
             attestations,
             file,
             reason,
         } => format!(
-            "tally hook: {drv}: log unavailable ({reason}); {attestations} attestation(s) spooled in {}",
+            "{who} not attested yet ({reason}); {attestations} attestation{} spooled in {}, to be submitted when the log takes them",
+            if *attestations == 1 { "" } else { "s" },
             file.display()
         ),
-        HookOutcome::Refused(reason) => format!("tally hook: {drv}: NOT attested: {reason}"),
-        HookOutcome::Failed(reason) => format!("tally hook: {drv}: NOT attested: {reason}"),
+        HookOutcome::Refused(reason) | HookOutcome::Failed(reason) => {
+            format!("{who} NOT attested: {reason}")
+        }
     };
     if json {
         let _ = output::json(&serde_json::json!({"drv_path": drv, "message": line}));

@@ -65,7 +65,7 @@ pub(crate) struct Args {
     timeout: u64,
     /// A key the cache's narinfos must be signed by (Nix's `name:base64` public key form);
     /// repeat for several.
-    #[arg(long = "trusted-public-key", value_name = "KEY")]
+    #[arg(long = "trusted-public-key", value_name = "KEY", value_parser = crate::keyarg::PublicKeyParser)]
     trusted_public_keys: Vec<tally_core::VerifyingKey>,
     /// Import narinfos without checking their signatures.
     #[arg(long, conflicts_with = "trusted_public_keys")]

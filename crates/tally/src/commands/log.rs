@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use tally_core::answer::{LogAnswer, Verified};
 use tally_core::{UnverifiedCheckpoint, VerifyingKey};
-use tally_proto::client::{self, Address, BearerToken};
+use tally_proto::client::{self, Address, BearerToken, Service};
 use tally_proto::v1;
 
 use crate::output::{out, outln};
@@ -68,7 +68,7 @@ pub(crate) struct CheckpointArgs {
     #[arg(long)]
     log: Address,
     /// The log's public key (note verifier key or Nix public key); checks the signature.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::keyarg::PublicKeyParser)]
     vkey: Option<VerifyingKey>,
 }
 
@@ -88,7 +88,7 @@ pub(crate) struct LookupArgs {
     #[arg(long)]
     log: Address,
     /// The log's public key (note verifier key or Nix public key).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::keyarg::PublicKeyParser)]
     vkey: VerifyingKey,
     /// The output path, or its 32-character hash part.
     path: String,
@@ -136,12 +136,12 @@ fn check_config(args: config::CheckArgs, json: bool) -> anyhow::Result<ExitCode>
 
 async fn checkpoint(args: CheckpointArgs, json: bool) -> anyhow::Result<ExitCode> {
     let mut client = client::connect(&args.log, BearerToken::default()).await?;
-    let note = client
-        .get_checkpoint(v1::GetCheckpointRequest {})
-        .await
-        .with_context(|| format!("GetCheckpoint from {}", args.log))?
-        .into_inner()
-        .note;
+    let note = match client.get_checkpoint(v1::GetCheckpointRequest {}).await {
+        Ok(r) => r.into_inner().note,
+        Err(s) => {
+            return Err(crate::remote::status(&args.log, "GetCheckpoint", s, Service::Log).await);
+        }
+    };
     let parsed = UnverifiedCheckpoint::parse(&note).context("the log's checkpoint")?;
     let checkpoint = match &args.vkey {
         Some(key) => Some(
@@ -172,13 +172,15 @@ async fn checkpoint(args: CheckpointArgs, json: bool) -> anyhow::Result<ExitCode
 async fn lookup(args: LookupArgs, json: bool) -> anyhow::Result<ExitCode> {
     let hash = crate::paths::store_path_hash(&args.path)?;
     let mut client = client::connect(&args.log, BearerToken::default()).await?;
-    let response = client
+    let response = match client
         .lookup(v1::LookupRequest {
-            path: args.path.clone(),
+            path: hash.to_string(),
         })
         .await
-        .with_context(|| format!("Lookup at {}", args.log))?
-        .into_inner();
+    {
+        Ok(r) => r.into_inner(),
+        Err(s) => return Err(crate::remote::status(&args.log, "Lookup", s, Service::Log).await),
+    };
     let answer = LogAnswer::try_from(&response).context("the log's answer is malformed")?;
     let verified = match answer.verify(&args.vkey, &hash) {
         Ok(v) => v,

@@ -61,6 +61,13 @@ enum Command {
     Completions(completions::Args),
 }
 
+impl Cli {
+    /// Whether output (and errors) are JSON.
+    pub(crate) fn json(&self) -> bool {
+        self.json
+    }
+}
+
 /// Runs a parsed command line.
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let json = cli.json;

@@ -153,10 +153,19 @@ pub(super) async fn ask(
                 policy: policy.map(ToString::to_string).unwrap_or_default(),
                 proofs,
             })
-            .await
-            .map_err(|s| anyhow::anyhow!("{}", s.message()))
-            .with_context(|| format!("querying {aggregator}"))?
-            .into_inner();
+            .await;
+        let response = match response {
+            Ok(r) => r.into_inner(),
+            Err(s) => {
+                return Err(crate::remote::status(
+                    aggregator,
+                    "querying",
+                    s,
+                    tally_proto::client::Service::Aggregator,
+                )
+                .await);
+            }
+        };
         if response.results.len() != chunk.len() {
             bail!(
                 "{aggregator} answered {} results for {} paths",

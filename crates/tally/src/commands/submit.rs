@@ -217,15 +217,43 @@ fn read_jsonl(path: &Path) -> anyhow::Result<Vec<Attestation>> {
         if line.trim().is_empty() {
             continue;
         }
-        let a: Attestation = serde_json::from_str(&line).with_context(|| {
-            format!("{} line {}: not a valid attestation", path.display(), n + 1)
-        })?;
-        out.push(a);
+        out.push(
+            attestation_line(&line)
+                .map_err(|why| anyhow::anyhow!("{} line {}: {why}", path.display(), n + 1))?,
+        );
     }
     if out.is_empty() {
         bail!("{} holds no attestations", path.display());
     }
     Ok(out)
+}
+
+/// One JSONL line as an attestation, or what is wrong with it in words an operator can act
+/// on: a JSON array or pretty-printed JSON is named as such.
+fn attestation_line(line: &str) -> Result<Attestation, String> {
+    const ONE_PER_LINE: &str = "give one compact JSON object per line";
+    let trimmed = line.trim();
+    if trimmed.starts_with('[') {
+        return Err(format!(
+            "this is a JSON array; {ONE_PER_LINE} (`jq -c '.[]' FILE` turns an array into lines)"
+        ));
+    }
+    if trimmed == "{" || !trimmed.ends_with('}') {
+        return Err(format!(
+            "this looks like pretty-printed JSON; {ONE_PER_LINE} (`jq -c . FILE` compacts it)"
+        ));
+    }
+    serde_json::from_str(line).map_err(|e| {
+        let message = e.to_string();
+        // serde_json ends with "at line 1 column N": the line is ours, the column is its.
+        let message = message
+            .rsplit_once(" at line ")
+            .map_or(message.as_str(), |(m, _)| m);
+        format!(
+            "not a valid attestation: {message} (column {}); {ONE_PER_LINE}",
+            e.column()
+        )
+    })
 }
 
 /// Submits in batches, `jobs` at a time, retrying unavailable logs and resubmitting a batch
@@ -264,7 +292,15 @@ pub(crate) async fn submit_all(
         done??;
     }
     bar.finish_and_clear();
-    let summary = std::mem::take(&mut *summary.lock().await);
+    let mut summary = std::mem::take(&mut *summary.lock().await);
+    if summary.appended + summary.duplicates == 0 {
+        // Nothing was taken (everything conflicted): the size comes from the log itself.
+        let mut c = client.clone();
+        if let Ok(r) = c.get_checkpoint(v1::GetCheckpointRequest {}).await {
+            summary.log_size = tally_core::UnverifiedCheckpoint::parse(&r.into_inner().note)
+                .map_or(0, |c| c.size());
+        }
+    }
     Ok(summary)
 }
 

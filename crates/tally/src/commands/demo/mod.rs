@@ -298,11 +298,7 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
             .into_inner();
         results.push(r);
     }
-    let evidence = agg
-        .list_evidence(v1::ListEvidenceRequest::default())
-        .await?
-        .into_inner()
-        .evidence;
+    let evidence = client::all_evidence(&mut agg, "").await?;
     // What the cache serves, asked over HTTP as Nix would.
     let cache_url = format!("http://{cache_addr}");
     let nix_client = Upstreams::new(
