@@ -370,7 +370,13 @@ async fn forged_bundles_do_not_verify() {
     assert!(!ok && out.contains("answer rejected"), "{out}");
 
     // "Bad data" made of a log's public checkpoint and bytes of the forger's choosing.
-    let checkpoint = genuine_other["logs"][0]["answer"]["checkpoint"].clone();
+    // A present answer is a tlog-proof: the checkpoint follows its first blank line.
+    let proof = genuine_other["logs"][0]["answer"]["tlog_proof"]
+        .as_str()
+        .expect("a present answer is a tlog-proof");
+    let checkpoint = tally_core::tlog_proof::TlogProof::parse(proof)
+        .unwrap()
+        .checkpoint;
     let forged = serde_json::json!({
         "version": "tally-bundle/v1",
         "kind": "bad_entries",
@@ -446,6 +452,31 @@ async fn a_corrupting_mirror_is_marked_and_the_log_still_votes() {
     // The dashboard shows each URL's state.
     let page = http::get(agg.addr, "/").text();
     assert!(page.contains("faulty"), "{page}");
+    // Asked directly, with the mirror first, the log's vote still counts: the mirror's
+    // answer fails its checks, and the log's own URL is asked next.
+    std::fs::write(
+        &policy,
+        format!(
+            "log {} {}\nmirror {} {}\nquorum none\nattest 1-of-1\n",
+            log.vkey.to_note_vkey(),
+            mirror.url(),
+            log.origin,
+            log.url()
+        ),
+    )
+    .unwrap();
+    let rewrites = mirror.rewrites();
+    let out_dir = dir.path().join("proofs");
+    run_ok(
+        tally()
+            .args(["proof", "--policy-file"])
+            .arg(&policy)
+            .arg("--out")
+            .arg(&out_dir)
+            .arg(entries[5].output_path().to_string()),
+    );
+    assert!(mirror.rewrites() > rewrites, "the mirror was asked first");
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 1);
 }
 
 /// A cache with no aggregator at all asks the logs of its policy directly: it serves the

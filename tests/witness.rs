@@ -213,6 +213,72 @@ async fn a_log_acknowledges_while_its_witness_is_down_and_catches_up() {
     wait_served(&log, 11, &[&w.vkey]);
 }
 
+/// An idle log sends its unchanged checkpoint to its witness again after
+/// `witness_refresh_secs`, so a consumer with a `max-age` shorter than the log's idle time
+/// still counts its answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_logs_cosignatures_stay_fresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Litewitness::start(&dir.path().join("w"), "fresh.lw.test");
+    let origin = "idle.lw.test/log";
+    let key = dir.path().join("log/log.key");
+    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+    tally_tests::run_ok(
+        tally_tests::tally()
+            .args(["keygen", "--name", origin, "--secret-key-file"])
+            .arg(&key),
+    );
+    let vkey = tally_store::read_signing_key(&key)
+        .unwrap()
+        .verifying_key()
+        .to_note_vkey();
+    w.add_log(origin, &vkey);
+    let log = LogDaemon::start(
+        &dir.path().join("log"),
+        origin,
+        &[
+            &witnesses(&[(w.url(), w.vkey.clone())]),
+            "witness_interval_secs = 1",
+            "witness_refresh_secs = 2",
+        ],
+    );
+    let a = sample::attestation(3);
+    log.submit(std::slice::from_ref(&a)).await;
+    let verifier = CosignatureVerifier::parse(&w.vkey).unwrap();
+    let first = verifier.verify(&wait_served(&log, 1, &[&w.vkey])).unwrap();
+    // Nothing is submitted; the timestamp on the served checkpoint moves on.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (size, note) = served(&log);
+        assert_eq!(size, 1);
+        if verifier.verify(&note).is_ok_and(|t| t > first + 2) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not refreshed:\n{}", log.log());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // A consumer counting only cosignatures younger than 3 s still trusts the path.
+    let policy = dir.path().join("trust.policy");
+    std::fs::write(
+        &policy,
+        format!(
+            "log {vkey} {}\nwitness lw {}\nquorum lw\nmax-age 3\nattest all\n",
+            log.url(),
+            w.vkey
+        ),
+    )
+    .unwrap();
+    let out = tally_tests::run_ok(
+        tally_tests::tally()
+            .args(["proof", "--policy-file"])
+            .arg(&policy)
+            .arg("--out")
+            .arg(dir.path().join("proofs"))
+            .arg(a.output_path().to_string()),
+    );
+    assert!(out.contains("trusted"), "{out}");
+}
+
 /// A log shows the aggregator's witness one history (pushes a checkpoint of size 3) and
 /// serves its follower another (size 2). The witness does not cosign what its follower has
 /// not verified; once the follower's view reaches size 3, the two signed checkpoints are

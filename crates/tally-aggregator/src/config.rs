@@ -49,9 +49,10 @@ pub struct Config {
     /// 0600). Unset: reports cannot be changed over HTTP.
     #[serde(default)]
     pub admin_token_file: Option<PathBuf>,
-    /// Other aggregators and witnesses whose cosigned checkpoints to compare with this one's
-    /// view (gossip): each a C2SP tlog-witness monitoring prefix, read as
-    /// `<peer>/<hex SHA-256 of the origin>/checkpoint`. Tally aggregators serve that too.
+    /// Other aggregators whose cosigned checkpoints to compare with this one's view
+    /// (gossip): each a monitoring prefix, read as `<peer>/<hex SHA-256 of the
+    /// origin>/checkpoint`, which Tally aggregators serve. (Witnesses that serve that path
+    /// can be listed too; litewitness v0.5.0 does not.)
     #[serde(default)]
     pub peers: Vec<String>,
     /// Seconds between reads of the peers.

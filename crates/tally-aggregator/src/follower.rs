@@ -39,7 +39,7 @@ use crate::offered::Offered;
 use crate::progress::SyncProgress;
 use crate::remote::Remote;
 use crate::status::{State, Statuses};
-use crate::witness::Witness;
+use crate::witness::{Cosigned, Witness};
 
 /// Why a round stopped.
 #[derive(Debug)]
@@ -280,6 +280,12 @@ impl Follower {
             for (_, c) in views.iter().filter(|(_, c)| c.checkpoint == v.checkpoint) {
                 let (o, n) = (origin.clone(), c.note.clone());
                 blocking(&self.store, move |s| s.merge_signatures(&o, &n)).await?;
+            }
+            if let Some(w) = self.witness.clone() {
+                let o = origin.clone();
+                if blocking(&self.store, move |_| w.refresh(&o)).await? {
+                    self.metrics.cosigned.inc();
+                }
             }
         }
         // Checkpoints pushed to the witness or read from peers are views too: checked the
@@ -785,13 +791,16 @@ impl Follower {
 
         self.disagreements(&view, first_new, size).await?;
         if let Some(w) = self.witness.clone() {
-            if let Some(bundle) = w.cosign_verified(&origin, target, &view).await? {
-                self.exclude(
+            match w.cosign_verified(&origin, target, &view).await? {
+                Cosigned::Yes => {
+                    self.metrics.cosigned.inc();
+                }
+                Cosigned::No => {}
+                Cosigned::Fork(bundle) => self.exclude(
                     &format!("fork:{origin}:witness:{}", target.checkpoint.tree.root),
-                    bundle,
-                )?;
+                    *bundle,
+                )?,
             }
-            self.metrics.cosigned.inc();
         }
         Ok(())
     }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tally_core::cosignature::Cosigner;
 use tally_core::evidence::{Bundle, Fork};
 use tally_core::tlog::{ConsistencyProof, TreeHead};
-use tally_core::witness::AddCheckpoint;
+use tally_core::witness::{AddCheckpoint, COSIGNATURE_REFRESH_SECS};
 use tally_core::{KeyName, SignedCheckpoint, UnverifiedCheckpoint, VerifyingKey};
 use tally_store::{MirrorStore, StoreError, StoredCheckpoint};
 
@@ -35,6 +35,16 @@ pub struct Witness {
     pub(crate) keys: Vec<VerifyingKey>,
     pub(crate) offered: Arc<Offered>,
     pub(crate) evidence: Arc<EvidenceSink>,
+}
+
+/// What cosigning a verified checkpoint came to.
+pub(crate) enum Cosigned {
+    /// Cosigned: it is the witness's latest.
+    Yes,
+    /// Not cosigned: the witness already cosigned it, or a larger one.
+    No,
+    /// It contradicts what the witness cosigned: evidence against the log.
+    Fork(Box<Bundle>),
 }
 
 /// An `add-checkpoint` request that passed the spec's checks.
@@ -59,32 +69,56 @@ impl Witness {
         origin: &KeyName,
         checkpoint: &StoredCheckpoint,
         view: &MirrorView,
-    ) -> Result<Option<Bundle>, StoreError> {
+    ) -> Result<Cosigned, StoreError> {
         let current = self.store.cosigned(origin)?;
         let current_size = current.as_ref().map_or(0, |c| c.checkpoint.tree.size);
         let size = checkpoint.checkpoint.tree.size;
         if current_size > size {
-            return Ok(None);
+            return Ok(Cosigned::No);
         }
         if let Some(c) = &current {
             // The mirror holds the verified tree: the cosigned checkpoint must be its prefix.
             if view.reader.tree_hash(current_size)? != c.checkpoint.tree.root {
-                return Ok(Some(Bundle::Fork(Fork {
+                return Ok(Cosigned::Fork(Box::new(Bundle::Fork(Fork {
                     origin: origin.clone(),
                     a: note(c),
                     b: note(checkpoint),
                     at: current_size,
                     path_a: Vec::new(),
                     path_b: view.reader.prefix_path(current_size, size)?,
-                })));
+                }))));
             }
             if current_size == size {
-                return Ok(None);
+                return Ok(Cosigned::No);
             }
         }
         let cosigned = self.cosign(checkpoint)?;
-        let _ = self.store.swap_cosigned(origin, current_size, &cosigned)?;
-        Ok(None)
+        Ok(
+            match self.store.swap_cosigned(origin, current_size, &cosigned)? {
+                Ok(()) => Cosigned::Yes,
+                Err(_) => Cosigned::No,
+            },
+        )
+    }
+
+    /// Cosigns again the checkpoint last cosigned for `origin` once this witness's
+    /// cosignature on it is older than [`COSIGNATURE_REFRESH_SECS`]: an idle log's answers
+    /// then keep counting for consumers with a `max-age`. Returns whether it did.
+    pub(crate) fn refresh(&self, origin: &KeyName) -> Result<bool, StoreError> {
+        let Some(current) = self.store.cosigned(origin)? else {
+            return Ok(false);
+        };
+        let signed_at = tally_core::Note::parse(&current.note)
+            .ok()
+            .and_then(|n| self.cosigner.verifier().verify(&n).ok());
+        if signed_at.is_some_and(|t| t.saturating_add(COSIGNATURE_REFRESH_SECS) > now()) {
+            return Ok(false);
+        }
+        let cosigned = self.cosign(&current)?;
+        Ok(self
+            .store
+            .swap_cosigned(origin, current.checkpoint.tree.size, &cosigned)?
+            .is_ok())
     }
 
     fn cosign(&self, checkpoint: &StoredCheckpoint) -> Result<Vec<u8>, StoreError> {

@@ -11,11 +11,10 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tally_core::answer::AnswerError;
-use tally_core::decision::{self, Checkpoints, Decision, OpenedCheckpoint, Uncached};
+use tally_core::StorePathHash;
+use tally_core::decision::{self, CheckpointMemo, Decision};
 use tally_core::policy::{Candidate, Verdict};
-use tally_core::trust::{TrustPolicy, TrustedLog};
-use tally_core::{Hash, StorePathHash};
+use tally_core::trust::TrustPolicy;
 use tally_nix::narinfo::NarInfo;
 
 use crate::votes::Votes;
@@ -39,42 +38,6 @@ fn votes(d: &Decision) -> String {
         .map(|v| format!("{}: {}", v.origin, v.counted))
         .collect();
     why.join("; ")
-}
-
-/// Verified checkpoints, remembered by their note: many answers share one checkpoint, and
-/// its signatures need checking once.
-#[derive(Default)]
-struct CheckpointMemo(Mutex<HashMap<Hash, OpenedCheckpoint>>);
-
-/// The most checkpoints remembered; the memo is cleared when full.
-const MAX_CHECKPOINTS: usize = 4096;
-
-impl Checkpoints for CheckpointMemo {
-    fn open(
-        &self,
-        trust: &TrustPolicy,
-        log: &TrustedLog,
-        note: &str,
-    ) -> Result<OpenedCheckpoint, AnswerError> {
-        // The origin is part of the key: the same note under another log is opened anew.
-        let key = Hash::of(format!("{}\n{note}", log.origin()).as_bytes());
-        if let Some(o) = self.lock().get(&key) {
-            return Ok(o.clone());
-        }
-        let opened = Uncached.open(trust, log, note)?;
-        let mut memo = self.lock();
-        if memo.len() >= MAX_CHECKPOINTS {
-            memo.clear();
-        }
-        memo.insert(key, opened.clone());
-        Ok(opened)
-    }
-}
-
-impl CheckpointMemo {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Hash, OpenedCheckpoint>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 /// Decisions under one trust policy, each reused for a time-to-live.
@@ -123,9 +86,7 @@ impl Decisions {
             self.votes.ballots(hash).await.map_err(|e| {
                 DecisionError::Unreachable(format!("{}: {e}", self.votes.describe()))
             })?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = crate::votes::now();
         let decision = Arc::new(decision::decide(
             &self.trust,
             hash,

@@ -53,8 +53,8 @@ impl Metrics {
         };
         registry.register(
             "narinfo_requests",
-            "Narinfo requests by outcome: served, disputed, unknown, mismatch, not_upstream, \
-             upstream_error, bad_upstream_narinfo, no_decision, bad_request",
+            "Narinfo requests by outcome: served, report_only, disputed, unknown, mismatch, \
+             not_upstream, upstream_error, bad_upstream_narinfo, no_decision, bad_request",
             m.narinfos.clone(),
         );
         registry.register(

@@ -9,9 +9,9 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use tally_core::StorePathHash;
-use tally_core::decision::Ballot;
+use tally_core::decision::{self, Ballot, CheckpointMemo};
 use tally_core::index::PathAnswer;
-use tally_core::trust::TrustPolicy;
+use tally_core::trust::{TrustPolicy, TrustedLog};
 use tally_proto::client::{self, Address, AggregatorClient, BearerToken, Client};
 use tally_proto::v1;
 
@@ -88,20 +88,22 @@ impl Votes for RemoteAggregator {
     }
 }
 
-/// The logs of a trust policy, asked directly with `Lookup`, each URL in turn.
+/// The logs of a trust policy, asked directly with `Lookup`, each URL in turn until one
+/// answer verifies: a URL serving bad proofs costs nothing while another serves good ones.
 pub struct DirectLogs {
-    logs: Vec<(String, Vec<(Address, Client)>)>,
+    trust: TrustPolicy,
+    clients: Vec<Vec<(Address, Client)>>,
+    checkpoints: CheckpointMemo,
 }
 
 impl DirectLogs {
     /// The logs of `trust`, at the URLs it lists. A log without a URL can never be asked.
     pub fn new(trust: &TrustPolicy) -> Result<DirectLogs, client::ClientError> {
-        let logs = trust
+        let clients = trust
             .logs()
             .iter()
             .map(|log| {
-                let clients = log
-                    .urls
+                log.urls
                     .iter()
                     .map(|url| {
                         let address: Address = url.parse()?;
@@ -113,15 +115,26 @@ impl DirectLogs {
                         .max_decoding_message_size(16 << 20);
                         Ok((address, client))
                     })
-                    .collect::<Result<Vec<_>, client::ClientError>>()?;
-                Ok((log.origin().to_string(), clients))
+                    .collect::<Result<Vec<_>, client::ClientError>>()
             })
             .collect::<Result<Vec<_>, client::ClientError>>()?;
-        Ok(DirectLogs { logs })
+        Ok(DirectLogs {
+            trust: trust.clone(),
+            clients,
+            checkpoints: CheckpointMemo::default(),
+        })
     }
 
-    async fn ask(origin: &str, urls: &[(Address, Client)], path: &StorePathHash) -> Ballot {
+    /// The first answer from `log` that verifies; else the first that came (its checks fail
+    /// again, and say why, when it is counted), or why none came.
+    async fn ask(
+        &self,
+        log: &TrustedLog,
+        urls: &[(Address, Client)],
+        path: &StorePathHash,
+    ) -> Ballot {
         let mut errors = Vec::new();
+        let mut unverified = None;
         for (address, client) in urls {
             let request = v1::LookupRequest {
                 path: path.to_string(),
@@ -135,10 +148,14 @@ impl DirectLogs {
                 };
             match answer {
                 Ok(a) => {
-                    return Ballot {
-                        origin: origin.to_owned(),
-                        answer: Ok(a),
-                    };
+                    let counted =
+                        decision::count(&self.trust, log, path, &a, &self.checkpoints, now());
+                    if counted.verified() {
+                        unverified = Some(a);
+                        break;
+                    }
+                    errors.push(format!("{address}: {counted}"));
+                    unverified.get_or_insert(a);
                 }
                 Err(e) => errors.push(e),
             }
@@ -146,11 +163,21 @@ impl DirectLogs {
         if urls.is_empty() {
             errors.push("the trust policy gives no URL for this log".into());
         }
+        if !errors.is_empty() {
+            tracing::debug!(origin = %log.origin(), %path, "asking the log: {}", errors.join("; "));
+        }
         Ballot {
-            origin: origin.to_owned(),
-            answer: Err(errors.join("; ")),
+            origin: log.origin().to_string(),
+            answer: unverified.ok_or_else(|| errors.join("; ")),
         }
     }
+}
+
+/// Seconds since 1970, for the age of cosignatures.
+pub(crate) fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Votes for DirectLogs {
@@ -160,14 +187,19 @@ impl Votes for DirectLogs {
     ) -> BoxFuture<'a, Result<Vec<Ballot>, String>> {
         Box::pin(async move {
             let asks = self
-                .logs
+                .trust
+                .logs()
                 .iter()
-                .map(|(origin, urls)| DirectLogs::ask(origin, urls, path));
+                .zip(&self.clients)
+                .map(|(log, urls)| self.ask(log, urls, path));
             Ok(futures_util::future::join_all(asks).await)
         })
     }
 
     fn describe(&self) -> String {
-        format!("the {} logs of the trust policy, directly", self.logs.len())
+        format!(
+            "the {} logs of the trust policy, directly",
+            self.clients.len()
+        )
     }
 }

@@ -192,6 +192,17 @@ pub enum AnswerError {
         /// What is wrong with it.
         problem: String,
     },
+    /// The checkpoint's origin is not a log of the consumer's trust policy.
+    #[error("{0} is not a log of the trust policy")]
+    UnknownLog(String),
+    /// The checkpoint lacks the cosignatures the consumer's trust policy requires.
+    #[error("its checkpoint of size {size} lacks the witness quorum {quorum}")]
+    WitnessQuorum {
+        /// The checkpoint's tree size.
+        size: u64,
+        /// The policy's quorum.
+        quorum: String,
+    },
     /// The entry attests another path.
     #[error("entry {index} attests {found}, not the path asked about")]
     OtherPath {

@@ -11,6 +11,10 @@
 //! Anything else is reported and not counted. The verdict is the policy's attestation
 //! quorum over the counted votes: one rule, in [`crate::policy::Policy::decide`].
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::Hash;
 use crate::answer::{AnswerError, LogAnswer, Verified};
 use crate::attestation::Attestation;
 use crate::checkpoint::{Checkpoint, SignedCheckpoint};
@@ -53,6 +57,42 @@ pub trait Checkpoints {
 /// Opens every checkpoint in full.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Uncached;
+
+/// Opens each checkpoint once and remembers it by its note, since many answers share one
+/// checkpoint and its signatures need checking once. Cheap to clone: clones share the memo.
+#[derive(Clone, Debug, Default)]
+pub struct CheckpointMemo(Arc<Mutex<HashMap<Hash, OpenedCheckpoint>>>);
+
+impl CheckpointMemo {
+    /// The most checkpoints remembered; the memo is cleared when full.
+    pub const MAX: usize = 4096;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Hash, OpenedCheckpoint>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Checkpoints for CheckpointMemo {
+    fn open(
+        &self,
+        trust: &TrustPolicy,
+        log: &TrustedLog,
+        note: &str,
+    ) -> Result<OpenedCheckpoint, AnswerError> {
+        // The origin is part of the key: the same note under another log is opened anew.
+        let key = Hash::of(format!("{}\n{note}", log.origin()).as_bytes());
+        if let Some(o) = self.lock().get(&key) {
+            return Ok(o.clone());
+        }
+        let opened = Uncached.open(trust, log, note)?;
+        let mut memo = self.lock();
+        if memo.len() >= Self::MAX {
+            memo.clear();
+        }
+        memo.insert(key, opened.clone());
+        Ok(opened)
+    }
+}
 
 impl Checkpoints for Uncached {
     fn open(
@@ -200,7 +240,7 @@ pub fn decide(
         };
         let result = match ballot.answer {
             Err(why) => Counted::Missing(why),
-            Ok(answer) => check(trust, &trust.logs()[i], path, &answer, checkpoints, now),
+            Ok(answer) => count(trust, &trust.logs()[i], path, &answer, checkpoints, now),
         };
         // The first verified answer from a log counts; an unverified one gives way to it.
         match &counted[i] {
@@ -235,8 +275,9 @@ pub fn decide(
     }
 }
 
-/// Checks one log's answer in full.
-fn check(
+/// Checks one answer from `log` in full, as [`decide`] does for each. A source that can
+/// ask a log again elsewhere uses it to pick an answer that verifies.
+pub fn count(
     trust: &TrustPolicy,
     log: &TrustedLog,
     path: &StorePathHash,

@@ -138,19 +138,13 @@ impl TlogProof {
         let unverified = crate::UnverifiedCheckpoint::parse(self.checkpoint.as_bytes())?;
         let log = trust
             .log(unverified.origin())
-            .ok_or_else(|| AnswerError::BadEntry {
-                index: self.index,
-                problem: format!("{} is not a log of the trust policy", unverified.origin()),
-            })?;
+            .ok_or_else(|| AnswerError::UnknownLog(unverified.origin().to_string()))?;
         let signed = unverified.verify(&log.key)?;
         let witnessed = trust.witnessed(signed.note());
         if !trust.quorum_met(&witnessed, now) {
-            return Err(AnswerError::BadEntry {
-                index: self.index,
-                problem: format!(
-                    "the checkpoint lacks the witness quorum {}",
-                    trust.quorum_name()
-                ),
+            return Err(AnswerError::WitnessQuorum {
+                size: signed.checkpoint().tree.size,
+                quorum: trust.quorum_name().to_owned(),
             }
             .into());
         }
@@ -200,5 +194,59 @@ mod tests {
         ] {
             assert!(TlogProof::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn verification_names_what_fails() {
+        use crate::answer::AnswerError;
+        use crate::test_log::TestLog;
+        use crate::trust::TrustPolicy;
+        let mut log = TestLog::new("p.example/log", 7);
+        log.push(&crate::sample::attestation(1));
+        log.push(&crate::sample::attestation(2));
+        let answer = log.answer(&crate::sample::output_path(2).hash());
+        let (entry, inclusion) = (answer.entry.unwrap(), answer.inclusion_proof.unwrap());
+        let proof = TlogProof {
+            extra: Some(entry.data),
+            index: entry.index,
+            hashes: inclusion.hashes,
+            checkpoint: answer.checkpoint,
+        };
+        let policy = |extra: &str| {
+            TrustPolicy::parse(format!("log {}\n{extra}", log.vkey().to_note_vkey()).as_bytes())
+                .unwrap()
+        };
+        let proven = proof.verify(&policy("quorum none\n"), 0).unwrap();
+        assert_eq!(proven.index, 1);
+        let witness = crate::cosignature::Cosigner::new(crate::SigningKey::from_seed(
+            crate::KeyName::new("w.example").unwrap(),
+            [8; 32],
+        ));
+        let needs_witness = policy(&format!(
+            "witness w {}\nquorum w\n",
+            witness.verifier().to_vkey()
+        ));
+        assert!(matches!(
+            proof.verify(&needs_witness, 0),
+            Err(crate::Error::Answer(AnswerError::WitnessQuorum {
+                size: 2,
+                ..
+            }))
+        ));
+        let other = TrustPolicy::parse(
+            format!(
+                "log {}\nquorum none\n",
+                TestLog::new("q.example/log", 9).vkey().to_note_vkey()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert!(matches!(
+            proof.verify(&other, 0),
+            Err(crate::Error::Answer(AnswerError::UnknownLog(o))) if o == "p.example/log"
+        ));
+        let mut altered = proof.clone();
+        altered.extra = Some(crate::sample::attestation(3).as_bytes().to_vec());
+        assert!(altered.verify(&policy("quorum none\n"), 0).is_err());
     }
 }

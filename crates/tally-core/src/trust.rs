@@ -11,7 +11,8 @@
 //! witness w1 witness1.example+0f1e2d3c+BKn3...
 //! witness w2 witness2.example+11223344+BPq8...
 //! group two-witnesses 2 w1 w2
-//! quorum two-witnesses          # or: quorum none
+//! # Or `quorum none`, to accept checkpoints no witness cosigned.
+//! quorum two-witnesses
 //!
 //! # Tally's lines. How many logs must attest the same NAR (src/policy.rs's grammar):
 //! attest 2-of-3,dissent=1
@@ -35,6 +36,10 @@
 //! therefore one a consumer can decide with.
 
 use std::collections::BTreeMap;
+
+/// How far in the future a cosignature's timestamp may be, in seconds, and still count
+/// under `max-age`: clocks differ, but not by more than this.
+pub const CLOCK_SKEW_SECS: u64 = 600;
 use std::fmt;
 
 use crate::cosignature::CosignatureVerifier;
@@ -181,7 +186,9 @@ impl TrustPolicy {
     }
 
     /// Whether `witnessed` meets the quorum at `now` (seconds since 1970): always under
-    /// `quorum none`; otherwise counting only cosignatures within `max-age`, if set.
+    /// `quorum none`; otherwise counting only cosignatures within `max-age`, if set. Under
+    /// `max-age`, a cosignature dated more than [`CLOCK_SKEW_SECS`] in the future does not
+    /// count either: a witness cannot make its cosignature stay fresh for ever.
     pub fn quorum_met(&self, witnessed: &Witnessed, now: u64) -> bool {
         let Some(quorum) = self.quorum else {
             return true;
@@ -191,7 +198,11 @@ impl TrustPolicy {
             .iter()
             .map(|w| {
                 witnessed.cosigned.iter().any(|(name, t)| {
-                    *name == w.name && self.max_age.is_none_or(|age| t.saturating_add(age) >= now)
+                    *name == w.name
+                        && self.max_age.is_none_or(|age| {
+                            t.saturating_add(age) >= now
+                                && *t <= now.saturating_add(CLOCK_SKEW_SECS)
+                        })
                 })
             })
             .collect();

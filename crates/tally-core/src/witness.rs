@@ -20,6 +20,11 @@ use crate::hash::Hash;
 /// The most consistency proof lines a request may carry.
 pub const MAX_PROOF_LINES: usize = 63;
 
+/// Seconds after which a checkpoint that is still a log's latest is cosigned again: an idle
+/// log's cosignatures stay younger than this plus one witness round, so consumers whose
+/// `max-age` is above that (two hours is safe) keep counting its answers.
+pub const COSIGNATURE_REFRESH_SECS: u64 = 3600;
+
 /// A parsed `add-checkpoint` request body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AddCheckpoint {

@@ -65,6 +65,11 @@ pub struct Config {
     /// round (plus one retry after a 409).
     #[serde(default = "default_witness_interval_secs")]
     pub witness_interval_secs: u64,
+    /// Seconds after which a checkpoint that is still the latest (an idle log) is sent to
+    /// the witnesses again, for fresh cosignatures: consumers with a `max-age` keep counting
+    /// the log's answers.
+    #[serde(default = "default_witness_refresh_secs")]
+    pub witness_refresh_secs: u64,
     /// Cosignatures a checkpoint needs before reads (`GetCheckpoint`, `Lookup`,
     /// `/checkpoint`) move to it. Unset: every configured witness. 0: reads always see the
     /// latest checkpoint, with the cosignatures it has so far.
@@ -117,6 +122,10 @@ fn default_max_message_bytes() -> usize {
 fn default_cache_mb() -> usize {
     tally_store::DEFAULT_CACHE_BYTES >> 20
 }
+fn default_witness_refresh_secs() -> u64 {
+    tally_core::witness::COSIGNATURE_REFRESH_SECS
+}
+
 fn default_witness_interval_secs() -> u64 {
     60
 }
@@ -172,6 +181,16 @@ impl Config {
         }
         if self.witness_interval_secs == 0 {
             return bad("witness_interval_secs", "must be at least 1".into());
+        }
+        if self.witness_refresh_secs < self.witness_interval_secs {
+            return bad(
+                "witness_refresh_secs",
+                format!(
+                    "{} is less than witness_interval_secs ({}); cosignatures cannot be \
+                     refreshed more often than witnesses are asked",
+                    self.witness_refresh_secs, self.witness_interval_secs
+                ),
+            );
         }
         if let Some(q) = self.witness_quorum.filter(|q| *q > self.witnesses.len()) {
             return bad(

@@ -107,6 +107,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             config.witnesses.clone(),
             config.witness_quorum(),
             std::time::Duration::from_secs(config.witness_interval_secs),
+            std::time::Duration::from_secs(config.witness_refresh_secs),
             Arc::clone(&published),
             Arc::clone(&metrics),
         )

@@ -19,7 +19,7 @@
 //! (plus a retry after a 409), so a public witness network's budget is respected.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tally_core::Note;
 use tally_core::cosignature;
@@ -40,6 +40,7 @@ pub struct Witnessing {
     witnesses: Vec<Tracked>,
     quorum: usize,
     every: Duration,
+    refresh: Duration,
     client: reqwest::Client,
     published: Arc<Published>,
     metrics: Arc<Metrics>,
@@ -63,6 +64,8 @@ struct Round {
     cosigned: Vec<bool>,
     /// How many cosignatures the published view carries.
     published_with: Option<usize>,
+    /// When collecting began: after `refresh`, the same checkpoint is collected again.
+    started: Instant,
 }
 
 /// What one witness answered.
@@ -74,11 +77,13 @@ enum Answer {
 }
 
 impl Witnessing {
-    /// Witnessing for `witnesses`, publishing once `quorum` cosigned, every `every`.
+    /// Witnessing for `witnesses`, publishing once `quorum` cosigned, every `every`, and
+    /// collecting fresh cosignatures for an unchanged checkpoint after `refresh`.
     pub fn new(
         witnesses: Vec<WitnessConfig>,
         quorum: usize,
         every: Duration,
+        refresh: Duration,
         published: Arc<Published>,
         metrics: Arc<Metrics>,
     ) -> Result<Witnessing, String> {
@@ -89,6 +94,7 @@ impl Witnessing {
                 .collect(),
             quorum,
             every,
+            refresh,
             client: tally_proto::client::http_client(TIMEOUT).map_err(|e| e.to_string())?,
             published,
             metrics,
@@ -124,10 +130,11 @@ impl Witnessing {
         .await
         .map_err(|e| e.to_string())??;
         let size = stored.checkpoint.tree.size;
-        let same = self
-            .current
-            .as_ref()
-            .is_some_and(|r| r.stored.checkpoint == stored.checkpoint);
+        // A new checkpoint starts a new collection; so does an old one, now and then, so
+        // that an idle log's cosignatures stay fresh.
+        let same = self.current.as_ref().is_some_and(|r| {
+            r.stored.checkpoint == stored.checkpoint && r.started.elapsed() < self.refresh
+        });
         if !same {
             self.current = Some(Round {
                 reader: Arc::new(reader),
@@ -135,6 +142,7 @@ impl Witnessing {
                 stored,
                 cosigned: vec![false; self.witnesses.len()],
                 published_with: None,
+                started: Instant::now(),
             });
         }
         let Some(round) = self.current.take() else {

@@ -26,8 +26,10 @@ use crate::{derivation, store};
 pub struct HookConfig {
     /// The log daemon (usually its Unix socket).
     pub log: Address,
-    /// A bearer token, for a log reached over TCP.
-    pub token: Option<String>,
+    /// The bearer token, for a log reached over TCP (empty for a socket); or why it could
+    /// not be had. Then attestations are spooled, as for a log that is down, and submitted
+    /// once the configuration is fixed.
+    pub token: Result<BearerToken, String>,
     /// Where to keep attestations the log could not take.
     pub spool_dir: PathBuf,
     /// The whole hook's time budget.
@@ -255,8 +257,10 @@ async fn drain(config: &HookConfig) -> usize {
 }
 
 async fn submit(config: &HookConfig, attestations: &[Attestation]) -> Result<u64, Submit> {
-    let token =
-        BearerToken::new(config.token.as_deref()).map_err(|e| Submit::Refused(e.to_string()))?;
+    let token = config
+        .token
+        .clone()
+        .map_err(|e| Submit::Retry(format!("configuration error: {e}")))?;
     let mut client = client::connect(&config.log, token)
         .await
         .map_err(|e| match e {

@@ -235,5 +235,16 @@ fn old_cosignatures_do_not_count_under_max_age() {
         matches!(&d.votes[0].counted, Counted::Rejected(why) if why.contains("within 3600s")),
         "{:?}",
         d.votes[0]
+    ); // A witness dating its cosignature far ahead cannot keep it fresh; a little clock
+    // skew is fine.
+    let ahead: Vec<Ballot> = bare
+        .iter()
+        .map(|b| cosigned_at(b, NOW + 30 * 24 * 3600))
+        .collect();
+    assert_eq!(decide_all(&trust, &path, ahead).verdict.status(), "unknown");
+    let skewed: Vec<Ballot> = bare.iter().map(|b| cosigned_at(b, NOW + 120)).collect();
+    assert_eq!(
+        decide_all(&trust, &path, skewed).verdict.status(),
+        "trusted"
     );
 }

@@ -23,17 +23,21 @@ use crate::output;
 ///   # /etc/nix/nix.conf
 ///   post-build-hook = /run/current-system/sw/bin/tally-hook
 ///
-/// Settings come from flags or the environment: TALLY_LOG, TALLY_TOKEN_FILE, TALLY_SPOOL_DIR,
-/// TALLY_HOOK_BUDGET_MS.
+/// Settings come from flags or the environment: TALLY_LOG, TALLY_TOKEN_FILE,
+/// TALLY_ALLOW_PLAINTEXT_TOKEN, TALLY_SPOOL_DIR, TALLY_HOOK_BUDGET_MS.
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct Args {
     /// The log daemon.
     #[arg(long, env = "TALLY_LOG", default_value = "unix:/run/tally/log.sock")]
     log: String,
-    /// The log's submit bearer token, for a log reached over http://.
+    /// A file holding the log's submit bearer token, for a log reached over http(s)://.
     #[arg(long, env = "TALLY_TOKEN_FILE")]
     token_file: Option<PathBuf>,
+    /// Send the token over plaintext http:// to a host that is not loopback (anyone on the
+    /// path can read it and submit as this builder).
+    #[arg(long, env = "TALLY_ALLOW_PLAINTEXT_TOKEN")]
+    allow_plaintext_token: bool,
     /// Where attestations wait when the log cannot take them.
     #[arg(long, env = "TALLY_SPOOL_DIR", default_value = "/var/lib/tally/spool")]
     spool_dir: PathBuf,
@@ -105,14 +109,9 @@ pub(crate) fn run(args: Args, json: bool) -> anyhow::Result<ExitCode> {
 
 fn configure(args: &Args) -> Result<HookConfig, String> {
     let log: Address = args.log.parse().map_err(|e| format!("TALLY_LOG: {e}"))?;
-    let token = match &args.token_file {
-        Some(path) => Some(
-            tally_store::read_secret(path)
-                .map_err(|e| e.to_string())?
-                .to_string(),
-        ),
-        None => None,
-    };
+    let token =
+        super::submit::read_token(&log, args.token_file.as_deref(), args.allow_plaintext_token)
+            .map_err(|e| format!("{e:#}"));
     Ok(HookConfig {
         log,
         token,

@@ -164,7 +164,7 @@ impl LogTarget {
 
 /// The bearer token for `log`, required over TCP and refused over a socket. It goes in clear
 /// over http:// to a host that is not loopback only with `allow_plaintext`.
-fn read_token(
+pub(crate) fn read_token(
     log: &Address,
     file: Option<&Path>,
     allow_plaintext: bool,
