@@ -276,10 +276,15 @@ async fn verdicts_policies_and_evidence() {
         metrics.contains("tally_aggregator_log_size{origin=\"b1.agg.test/log\"} 50"),
         "{metrics}"
     );
+    // Evidence is counted for each log it names: the dissenter is in every disagreement,
+    // and no series goes without a log.
     assert!(
-        metrics.contains("tally_aggregator_evidence_total{origin=\"\",kind=\"disagreement\"}"),
+        metrics.contains(
+            "tally_aggregator_evidence_total{origin=\"b3.agg.test/log\",kind=\"disagreement\"}"
+        ),
         "{metrics}"
     );
+    assert!(!metrics.contains("origin=\"\""), "{metrics}");
 
     // The witness cosigned each log's verified checkpoint.
     let verifier = CosignatureVerifier::parse(&agg.witness_vkey).unwrap();

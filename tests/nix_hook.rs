@@ -368,3 +368,69 @@ async fn a_tcp_log_down_for_several_builds_gets_them_all_when_it_returns() {
         );
     }
 }
+
+/// A log reached over TCP without its token, or with a wrong one: the hook says it is a
+/// configuration error (which a retry will not fix) and that the outputs are spooled, so
+/// nothing is lost once the token is set.
+#[test]
+fn a_tcp_log_without_its_token_is_a_configuration_error_and_spools() {
+    if !nix::available("a_tcp_log_without_its_token_is_a_configuration_error_and_spools") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("submit.token");
+    tally_store::write_secret(&token, &tally_store::generate_token().unwrap()).unwrap();
+    let log = LogDaemon::start(
+        &dir.path().join("log"),
+        "token.example/nix-hook",
+        &[&format!("submit_token_file = \"{}\"", token.display())],
+    );
+    let nonce = format!(
+        "token-{}-{:?}",
+        std::process::id(),
+        std::time::SystemTime::now()
+    );
+    std::fs::write(dir.path().join("default.nix"), derivations(&nonce)).unwrap();
+    // Built without a hook; the hook then runs as Nix would run it.
+    let built = nix::output(
+        nix::command("nix-build", &dir.path().join("cache"))
+            .arg(dir.path().join("default.nix"))
+            .args(["--no-out-link", "-A", "single"]),
+    );
+    let drv = query(&["--deriver"], &built)[0].clone();
+    let wrong = dir.path().join("wrong.token");
+    tally_store::write_secret(&wrong, &tally_store::generate_token().unwrap()).unwrap();
+    for (n, (token_file, says)) in [(None, "--token-file"), (Some(&wrong), "refuses")]
+        .into_iter()
+        .enumerate()
+    {
+        let spool = dir.path().join(format!("spool{n}"));
+        let mut hook = Command::new(tally_bin());
+        hook.arg("hook")
+            .env("DRV_PATH", &drv)
+            .env("OUT_PATHS", "")
+            .env("TALLY_LOG", log.url())
+            .env_remove("TALLY_TOKEN_FILE")
+            .env("TALLY_SPOOL_DIR", &spool)
+            .env("NIX_CONFIG", nix::NIX_CONFIG);
+        if let Some(file) = token_file {
+            hook.env("TALLY_TOKEN_FILE", file);
+        }
+        let out = hook.output().unwrap();
+        assert!(out.status.success(), "the hook never fails a build");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains(&drv)
+                && said.contains("configuration error")
+                && said.contains(says)
+                && said.contains("1 attestation spooled"),
+            "{said}"
+        );
+        let spooled = std::fs::read_dir(&spool)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+            .count();
+        assert_eq!(spooled, 1, "{said}");
+    }
+}

@@ -828,7 +828,7 @@ fn generated_configs_pass_the_binarys_check_config() {
             ],
         ),
         (LOG, &[("log", &["log nixos/tally"])]),
-        (AGGREGATOR, &[("aggregator", &["1 logs, policy majority"])]),
+        (AGGREGATOR, &[("aggregator", &["1 log, policy majority"])]),
         (
             &aggregator_policy,
             &[("aggregator", &["3 logs, policy 2-of-3"])],

@@ -353,6 +353,16 @@ async fn the_dashboard_in_a_browser() {
     }
     eprintln!("screenshots in {}", shots.display());
 
+    // Every page fits a 1280 px screen: hashes, keys and store paths wrap rather than make
+    // the reader scroll sideways (the path page's hashes, derivations and references did).
+    for (_, path) in &pages {
+        let (scroll, client) = browser.widths(&http::get(addr, path).text());
+        assert!(
+            client == 1280 && scroll <= client,
+            "{path} is {scroll} px wide in a {client} px window"
+        );
+    }
+
     let logs = &seen["logs"];
     for log in &f.logs {
         assert!(logs.contains(&log.origin), "{logs}");
@@ -362,6 +372,12 @@ async fn the_dashboard_in_a_browser() {
         "{logs}"
     );
     assert!(logs.contains("cosigned at size 41"), "{logs}");
+    // The aggregator's own witness key, with what to do with it.
+    assert!(logs.contains(&f.agg.witness_vkey), "{logs}");
+    assert!(
+        logs.contains("Give this key to consumers as a witness line of their trust policy"),
+        "{logs}"
+    );
     assert!(logs.contains("system 42 92.9% 1"), "{logs}");
 
     let list = &seen["disagreements"];

@@ -90,6 +90,36 @@ impl Browser {
     }
 }
 
+/// The marker [`Browser::widths`] writes its measurement under.
+const WIDTHS: &str = "tally-measured-widths";
+
+impl Browser {
+    /// How wide `page` (a whole HTML document) lays out in the browser's 1280 px window:
+    /// the document's scroll width and the window's client width, in CSS pixels. A scroll
+    /// width above the client width means the reader scrolls sideways. The page is loaded
+    /// from a file with a measuring script added: dashboard pages forbid scripts in their
+    /// CSP header, which a file does not have.
+    pub fn widths(&self, page: &str) -> (u32, u32) {
+        let script = format!(
+            "<script>const d = document.documentElement; \
+             document.body.insertAdjacentHTML('beforeend', \
+             '<pre id=\"{WIDTHS}\">' + d.scrollWidth + ' ' + d.clientWidth + '</pre>');</script>"
+        );
+        let (head, tail) = page.rsplit_once("</body>").expect("a whole HTML document");
+        let file = self.profile.with_file_name("measure-widths.html");
+        std::fs::write(&file, format!("{head}{script}</body>{tail}")).unwrap();
+        let dom = self.dom(&format!("file://{}", file.display()));
+        // The last one: the script's own text names the marker too.
+        let measured = dom
+            .rsplit_once(&format!("id=\"{WIDTHS}\">"))
+            .and_then(|(_, rest)| rest.split_once('<'))
+            .map(|(m, _)| m.to_owned())
+            .unwrap_or_else(|| panic!("the measuring script did not run:\n{dom}"));
+        let mut n = measured.split(' ').map(|x| x.parse::<u32>().unwrap());
+        (n.next().unwrap(), n.next().unwrap())
+    }
+}
+
 /// The text a reader sees in a rendered DOM: the body without tags, `<head>`, or the
 /// contents of closed `<details>`, with entities decoded and whitespace collapsed.
 pub fn visible_text(dom: &str) -> String {

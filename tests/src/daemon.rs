@@ -158,6 +158,14 @@ impl Process {
         }
     }
 
+    /// SIGKILL: no chance to clean up.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }
@@ -253,6 +261,11 @@ impl LogDaemon {
     /// Stops the daemon with SIGTERM.
     pub fn stop(&mut self) {
         self.process.stop();
+    }
+
+    /// Kills the daemon with SIGKILL.
+    pub fn kill(&mut self) {
+        self.process.kill();
     }
 
     /// The daemon's process id.
@@ -380,6 +393,16 @@ impl AggregatorDaemon {
     /// Starts it again (after [`AggregatorDaemon::stop`]).
     pub fn restart(&mut self) {
         self.process.restart();
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Kills the daemon with SIGKILL.
+    pub fn kill(&mut self) {
+        self.process.kill();
     }
 
     /// The aggregator's view of its logs.

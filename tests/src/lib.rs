@@ -8,6 +8,7 @@
 
 pub mod browser;
 pub mod daemon;
+pub mod hostile_log;
 pub mod http;
 pub mod litewitness;
 pub mod lying_aggregator;

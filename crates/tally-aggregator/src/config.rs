@@ -42,6 +42,20 @@ pub struct Config {
     /// The database's page cache, in MiB.
     #[serde(default = "default_cache_mb")]
     pub cache_mb: usize,
+    /// MiB kept free on the file system holding the database: a commit that would start
+    /// with less is refused (the sync waits) until space is freed.
+    #[serde(default = "default_min_free_mb")]
+    pub min_free_mb: u64,
+    /// Connections served at once; more are closed as they arrive.
+    #[serde(default = "tally_proto::serve::default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds a connection may stay silent before it is closed.
+    #[serde(default = "tally_proto::serve::default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+    /// The longest one call to a followed log may take (a page of entries included), in
+    /// seconds: a log that answers slower is retried later.
+    #[serde(default = "default_peer_timeout_secs")]
+    pub peer_timeout_secs: u64,
     /// Entries fetched and committed per chunk while syncing.
     #[serde(default = "default_sync_chunk")]
     pub sync_chunk: u64,
@@ -85,6 +99,14 @@ fn default_listen() -> SocketAddr {
 fn default_poll_interval_secs() -> u64 {
     10
 }
+fn default_peer_timeout_secs() -> u64 {
+    60
+}
+
+fn default_min_free_mb() -> u64 {
+    tally_store::DEFAULT_KEEP_FREE >> 20
+}
+
 fn default_cache_mb() -> usize {
     256
 }
@@ -96,6 +118,15 @@ fn default_sync_chunk() -> u64 {
 }
 
 impl Config {
+    /// What one peer may hold: connections and how long they may stay silent.
+    pub fn limits(&self) -> Result<tally_proto::serve::Limits, AggregatorError> {
+        tally_proto::serve::Limits::from_config(self.max_connections, self.idle_timeout_secs)
+            .map_err(|(option, problem)| AggregatorError::Config {
+                option: option.into(),
+                problem,
+            })
+    }
+
     /// Reads `policy_file`, if set, into `logs` and the default policy. Call before
     /// [`Config::validate`].
     pub fn read_policy_file(mut self) -> Result<Config, AggregatorError> {
@@ -137,6 +168,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), AggregatorError> {
         let bad =
             |option: String, problem: String| Err(AggregatorError::Config { option, problem });
+        self.limits()?;
+        if self.peer_timeout_secs == 0 {
+            return bad("peer_timeout_secs".into(), "must be at least 1".into());
+        }
         if self.logs.is_empty() {
             return bad(
                 "logs".into(),

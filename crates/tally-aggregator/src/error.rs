@@ -17,6 +17,13 @@ pub enum AggregatorError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The database failed a commit and must be reopened: the aggregator stopped, and
+    /// starting it again recovers the last durable commit.
+    #[error(
+        "the database failed a commit and must be reopened; restart tally aggregate serve \
+         (what was verified is kept)"
+    )]
+    MustReopen,
     /// A listener could not be set up, or a task failed.
     #[error("{what}: {source}")]
     Io {

@@ -69,18 +69,17 @@ impl EvidenceSink {
             if kind == "disagreement" {
                 self.metrics.disagreements.inc();
             }
-            let origin = if origins.len() == 1 {
-                origins[0].clone()
-            } else {
-                String::new()
-            };
-            self.metrics
-                .evidence
-                .get_or_create(&KindLabel {
-                    origin,
-                    kind: kind.into(),
-                })
-                .inc();
+            // Counted for each log the evidence names (a disagreement names two), so that
+            // every series belongs to a log and an alert on one log sees all its evidence.
+            for origin in &origins {
+                self.metrics
+                    .evidence
+                    .get_or_create(&KindLabel {
+                        origin: origin.clone(),
+                        kind: kind.into(),
+                    })
+                    .inc();
+            }
         }
         if EXCLUDING.contains(&kind) {
             for m in &proven.misbehaving {

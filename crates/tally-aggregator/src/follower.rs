@@ -37,7 +37,7 @@ use crate::evidence::EvidenceSink;
 use crate::metrics::{LogLabel, Metrics};
 use crate::offered::Offered;
 use crate::progress::SyncProgress;
-use crate::remote::Remote;
+use crate::remote::{Failure, Remote};
 use crate::status::{State, Statuses};
 use crate::witness::{Cosigned, Witness};
 
@@ -57,6 +57,8 @@ enum Stop {
     MapMismatch(Hash),
     /// The log is proven to misbehave.
     Excluded,
+    /// The database must be reopened before anything more can be stored.
+    Fatal(String),
 }
 
 /// A URL that served data not matching the log's signatures, and until when it is skipped.
@@ -69,7 +71,11 @@ pub(crate) struct UrlFault {
 
 impl From<StoreError> for Stop {
     fn from(e: StoreError) -> Self {
-        Stop::Retry(format!("database: {e}"))
+        if e.needs_reopen() {
+            Stop::Fatal(e.to_string())
+        } else {
+            Stop::Retry(format!("database: {e}"))
+        }
     }
 }
 
@@ -85,6 +91,12 @@ pub(crate) struct Follower {
     pub(crate) progress: Arc<dyn SyncProgress>,
     pub(crate) poll: Duration,
     pub(crate) chunk: u64,
+    /// The longest one call to a log may take.
+    pub(crate) peer_timeout: Duration,
+    /// When a chunk was last committed durably.
+    pub(crate) last_durable: std::time::Instant,
+    /// Cancelled when the database must be reopened: the aggregator stops.
+    pub(crate) fatal: CancellationToken,
     pub(crate) remotes: Vec<Option<Remote>>,
     /// Checkpoints pushed to the witness or read from peers.
     pub(crate) offered: Arc<Offered>,
@@ -158,6 +170,17 @@ impl Follower {
                         self.remotes.iter_mut().for_each(|r| *r = None);
                     }
                     Err(Stop::MapMismatch(_)) => unreachable!("handled in sync"),
+                    Err(Stop::Fatal(e)) => {
+                        // redb refuses every transaction after a failed commit until it is
+                        // reopened: stop the aggregator, so that it is restarted.
+                        tracing::error!(
+                            origin = %self.log.origin,
+                            "{e}; the database must be reopened: stopping so that tally \
+                             aggregate serve is restarted"
+                        );
+                        self.fatal.cancel();
+                        return;
+                    }
                 }
             }
             let delay = match failures {
@@ -217,7 +240,7 @@ impl Follower {
 
     async fn remote(&mut self, i: usize) -> Result<&mut Remote, String> {
         if self.remotes[i].is_none() {
-            self.remotes[i] = Some(Remote::connect(&self.log.urls[i]).await?);
+            self.remotes[i] = Some(Remote::connect(&self.log.urls[i], self.peer_timeout).await?);
         }
         self.remotes[i]
             .as_mut()
@@ -674,16 +697,20 @@ impl Follower {
                 .await;
         }
         // Fetch the next chunk on a second connection while this one is appended.
-        let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
         let fetcher = tokio::spawn(fetch_chunks(
             self.log.urls[url].clone(),
             *start,
             total,
             self.chunk,
+            self.peer_timeout,
             tx,
         ));
         while let Some(chunk) = rx.recv().await {
-            let chunk = chunk.map_err(Stop::Retry)?;
+            let chunk = chunk.map_err(|f| match f {
+                Failure::Down(why) => Stop::Retry(why),
+                Failure::Faulty(reason) => Stop::BadUrl { url, reason },
+            })?;
             let end = chunk.end;
             self.append(url, target, chunk).await?;
             self.metrics.entries_synced.inc_by(end - *start);
@@ -726,6 +753,9 @@ impl Follower {
             }
         };
         let completes = end == total;
+        // Chunks commit without waiting for the disk, except the last one and one every
+        // DURABLE_EVERY: a crash then loses at most that much syncing.
+        let durable = completes || self.last_durable.elapsed() >= DURABLE_EVERY;
         let outcome = {
             let (o, t, e) = (origin.clone(), target.clone(), entries.clone());
             blocking(&self.store, move |s| {
@@ -735,12 +765,15 @@ impl Follower {
                     Expect {
                         root,
                         completes: completes.then_some(&t),
-                        durable: completes,
+                        durable,
                     },
                 )
             })
             .await?
         };
+        if durable {
+            self.last_durable = std::time::Instant::now();
+        }
         match outcome {
             Appended::Synced(_) | Appended::Verified(_) => Ok(()),
             Appended::RootMismatch { computed } => Err(Stop::BadUrl {
@@ -879,6 +912,13 @@ struct Chunk {
     path_end: Vec<Hash>,
 }
 
+/// How often a sync in progress commits durably.
+const DURABLE_EVERY: Duration = Duration::from_secs(2);
+
+/// The most entry bytes in one chunk: with one chunk being appended, one waiting and one
+/// being fetched, a log's sync holds at most about three times this (plus a page).
+const MAX_CHUNK_BYTES: usize = 16 << 20;
+
 /// Fetches chunks from `start` to `total` in order. A chunk end inside the tree is proven by
 /// the log's consistency proof to `total`, which needs no extra hash when the end is not a
 /// power of two, so ends are chosen that way.
@@ -887,12 +927,13 @@ async fn fetch_chunks(
     mut start: u64,
     total: u64,
     size: u64,
-    tx: tokio::sync::mpsc::Sender<Result<Chunk, String>>,
+    timeout: Duration,
+    tx: tokio::sync::mpsc::Sender<Result<Chunk, Failure>>,
 ) {
-    let mut remote = match Remote::connect(&url).await {
+    let mut remote = match Remote::connect(&url, timeout).await {
         Ok(r) => r,
         Err(e) => {
-            let _ = tx.send(Err(e)).await;
+            let _ = tx.send(Err(Failure::Down(e))).await;
             return;
         }
     };
@@ -902,11 +943,21 @@ async fn fetch_chunks(
             end = if end - 1 > start { end - 1 } else { end + 1 };
         }
         let fetched = async {
-            let entries = remote.entries(start, end).await?;
+            let mut entries = remote.entries(start, end, MAX_CHUNK_BYTES).await?;
+            // The byte budget may end the chunk early; its end must still not be a power
+            // of two.
+            let mut end = start + entries.len() as u64;
+            if end < total && end.is_power_of_two() && end - 1 > start {
+                entries.pop();
+                end -= 1;
+            }
             let path_end = if end == total {
                 Vec::new()
             } else {
-                remote.consistency(end, total).await?
+                remote
+                    .consistency(end, total)
+                    .await
+                    .map_err(Failure::Down)?
             };
             Ok(Chunk {
                 start,
@@ -916,11 +967,14 @@ async fn fetch_chunks(
             })
         }
         .await;
-        let failed = fetched.is_err();
-        if tx.send(fetched).await.is_err() || failed {
+        let next = fetched.as_ref().map(|c| c.end).ok();
+        if tx.send(fetched).await.is_err() {
             return;
         }
-        start = end;
+        match next {
+            Some(end) => start = end,
+            None => return,
+        }
     }
 }
 

@@ -19,7 +19,7 @@ pub struct LogLabel {
 /// A log and a kind label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
-    /// The log's origin (empty for evidence about several logs).
+    /// The log's origin.
     pub origin: String,
     /// What kind of failure or evidence.
     pub kind: String,
@@ -43,7 +43,7 @@ pub struct Metrics {
     pub log_lag: Family<LogLabel, Gauge>,
     /// Verification failures, by log and kind.
     pub failures: Family<KindLabel, Counter>,
-    /// Evidence stored, by log and kind.
+    /// Evidence stored, by kind, counted for each log it names.
     pub evidence: Family<KindLabel, Counter>,
     /// Paths answered.
     pub queried_paths: Counter,
@@ -96,7 +96,7 @@ impl Metrics {
         );
         registry.register(
             "evidence",
-            "Evidence stored, by log and kind",
+            "Evidence stored, by kind, counted for each log it names (a disagreement names two)",
             m.evidence.clone(),
         );
         registry.register("queried_paths", "Paths answered", m.queried_paths.clone());

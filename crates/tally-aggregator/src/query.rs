@@ -64,7 +64,12 @@ pub(crate) fn answer(
                 }
                 None => Voter::Unavailable(match status {
                     Some(s) if s.state == State::Unavailable => format!("unreachable: {}", s.detail),
-                    _ => format!("syncing: {} of {} entries checked", view.verified.as_ref().map_or(0, |c| c.checkpoint.tree.size), view.reader.size().max(status.map_or(0, |s| s.latest_size))),
+                    _ => {
+                        let verified = view.verified.as_ref().map_or(0, |c| c.checkpoint.tree.size);
+                        let size = view.reader.size().max(status.map_or(0, |s| s.latest_size));
+                        let noun = if size == 1 { "entry" } else { "entries" };
+                        format!("syncing: {verified} of {size} {noun} checked")
+                    }
                 }),
             })
         })

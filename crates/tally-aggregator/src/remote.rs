@@ -1,5 +1,14 @@
 //! Talking to one URL of a followed log: its checkpoint, entries and consistency proofs.
+//!
+//! A log (or whatever answers at its URL) may be hostile. Every call has a deadline, a page
+//! of entries may hold no more entries than asked and no entry larger than an attestation
+//! can be, and a fetch stops at a byte budget, so a peer can cost at most that much memory
+//! and time before it is given up on.
 
+use std::future::Future;
+use std::time::Duration;
+
+use tally_core::attestation::MAX_ENCODED_LEN;
 use tally_core::{Hash, VerifyingKey};
 use tally_proto::client::{self, Address, BearerToken, Client};
 use tally_proto::v1;
@@ -8,21 +17,46 @@ use tally_store::StoredCheckpoint;
 /// The most entries asked for in one `GetEntries` call (the log's limit).
 const PAGE: u64 = 1000;
 
+/// Why entries could not be had from a URL.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// It did not answer, or not in time: try again later.
+    Down(String),
+    /// It answered with what no honest log sends: skip the URL for a while.
+    Faulty(String),
+}
+
+/// `call`, or an error naming `what` if it takes longer than `limit`.
+async fn within<T>(
+    limit: Duration,
+    what: impl FnOnce() -> String,
+    call: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::time::timeout(limit, call)
+        .await
+        .unwrap_or_else(|_| Err(format!("{}: no answer in {limit:?}", what())))
+}
+
 /// A connection to one URL of a log.
 pub(crate) struct Remote {
     client: Client,
+    /// The longest one call may take, a page of entries included.
+    timeout: Duration,
 }
 
 impl Remote {
-    /// Connects.
-    pub(crate) async fn connect(url: &str) -> Result<Remote, String> {
+    /// Connects; each call may then take up to `timeout`.
+    pub(crate) async fn connect(url: &str, timeout: Duration) -> Result<Remote, String> {
         let address: Address = url
             .parse()
             .map_err(|e: client::ClientError| e.to_string())?;
-        let client = client::connect(&address, BearerToken::default())
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(Remote { client })
+        let client = within(timeout, || format!("connecting to {url}"), async {
+            client::connect(&address, BearerToken::default())
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await?;
+        Ok(Remote { client, timeout })
     }
 
     /// The log's latest checkpoint, verified with its key.
@@ -30,50 +64,97 @@ impl Remote {
         &mut self,
         key: &VerifyingKey,
     ) -> Result<StoredCheckpoint, String> {
-        let note = self
-            .client
-            .get_checkpoint(v1::GetCheckpointRequest {})
-            .await
-            .map_err(|s| format!("GetCheckpoint: {}", s.message()))?
-            .into_inner()
-            .note;
+        let note = within(self.timeout, || "GetCheckpoint".into(), async {
+            self.client
+                .get_checkpoint(v1::GetCheckpointRequest {})
+                .await
+                .map_err(|s| format!("GetCheckpoint: {}", s.message()))
+        })
+        .await?
+        .into_inner()
+        .note;
         tally_core::SignedCheckpoint::open(&note, key)
             .map_err(|e| format!("its checkpoint does not verify: {e}"))?;
         StoredCheckpoint::from_note(note).map_err(|e| e.to_string())
     }
 
-    /// Entries `[start, end)`, in pages.
-    pub(crate) async fn entries(&mut self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, String> {
-        let mut out = Vec::with_capacity((end - start) as usize);
+    /// Entries from `start`, in pages, up to `end` or until they hold `max_bytes` (at least
+    /// one page is read).
+    pub(crate) async fn entries(
+        &mut self,
+        start: u64,
+        end: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<Vec<u8>>, Failure> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
         let mut at = start;
-        while at < end {
+        while at < end && (at == start || bytes < max_bytes) {
             let page_end = (at + PAGE).min(end);
-            let mut stream = self
-                .client
-                .get_entries(v1::GetEntriesRequest {
-                    start: at,
-                    end: page_end,
-                })
+            let limit = self.timeout;
+            let page = tokio::time::timeout(limit, self.page(at, page_end))
                 .await
-                .map_err(|s| format!("GetEntries {at}..{page_end}: {}", s.message()))?
-                .into_inner();
-            while let Some(page) = stream
-                .message()
-                .await
-                .map_err(|s| format!("GetEntries: {}", s.message()))?
+                .unwrap_or_else(|_| {
+                    Err(Failure::Down(format!(
+                        "GetEntries {at}..{page_end}: not all sent in {limit:?}"
+                    )))
+                })?;
+            bytes += page.iter().map(Vec::len).sum::<usize>();
+            at = page_end;
+            out.extend(page);
+        }
+        Ok(out)
+    }
+
+    /// Entries `[at, end)`, one `GetEntries` call, checked as they arrive.
+    async fn page(&mut self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, Failure> {
+        let down = |s: tonic::Status| {
+            // Our decoder's limit: no honest page of entries comes near it.
+            if s.code() == tonic::Code::OutOfRange && s.message().contains("too large") {
+                Failure::Faulty(format!("GetEntries sent a page too large: {}", s.message()))
+            } else {
+                Failure::Down(format!("GetEntries: {}", s.message()))
+            }
+        };
+        let mut stream = self
+            .client
+            .get_entries(v1::GetEntriesRequest { start, end })
+            .await
+            .map_err(down)?
+            .into_inner();
+        let mut out = Vec::new();
+        let mut at = start;
+        // Read no further than asked: a stream that goes on is dropped, not drained.
+        while at < end {
+            let Some(page) = stream.message().await.map_err(down)? else {
+                return Err(Failure::Down(format!(
+                    "GetEntries stopped at {at} of {end}"
+                )));
+            };
+            if page.start != at {
+                return Err(Failure::Faulty(format!(
+                    "GetEntries returned entries from {} where {at} was due",
+                    page.start
+                )));
+            }
+            if page.entries.len() as u64 > end - at {
+                return Err(Failure::Faulty(format!(
+                    "GetEntries returned {} entries from {at} where {} were asked",
+                    page.entries.len(),
+                    end - at
+                )));
+            }
+            if let Some((i, e)) = (at..)
+                .zip(&page.entries)
+                .find(|(_, e)| e.len() > MAX_ENCODED_LEN)
             {
-                if page.start != at {
-                    return Err(format!(
-                        "GetEntries returned entries from {} where {at} was due",
-                        page.start
-                    ));
-                }
-                at += page.entries.len() as u64;
-                out.extend(page.entries);
+                return Err(Failure::Faulty(format!(
+                    "entry {i} is {} bytes, more than any attestation ({MAX_ENCODED_LEN})",
+                    e.len()
+                )));
             }
-            if at != page_end {
-                return Err(format!("GetEntries stopped at {at} of {page_end}"));
-            }
+            at += page.entries.len() as u64;
+            out.extend(page.entries);
         }
         Ok(out)
     }
@@ -83,14 +164,16 @@ impl Remote {
         &mut self,
         path: &tally_core::StorePathHash,
     ) -> Result<tally_core::answer::LogAnswer, String> {
-        let r = self
-            .client
-            .lookup(v1::LookupRequest {
-                path: path.to_string(),
-            })
-            .await
-            .map_err(|s| format!("Lookup {path}: {}", s.message()))?
-            .into_inner();
+        let r = within(self.timeout, || format!("Lookup {path}"), async {
+            self.client
+                .lookup(v1::LookupRequest {
+                    path: path.to_string(),
+                })
+                .await
+                .map_err(|s| format!("Lookup {path}: {}", s.message()))
+        })
+        .await?
+        .into_inner();
         tally_core::answer::LogAnswer::try_from(&r).map_err(|e| format!("Lookup {path}: {e}"))
     }
 
@@ -100,29 +183,41 @@ impl Remote {
         index: u64,
         size: u64,
     ) -> Result<tally_core::tlog::InclusionProof, String> {
-        let p = self
-            .client
-            .get_inclusion_proof(v1::GetInclusionProofRequest {
-                index,
-                tree_size: size,
-            })
-            .await
-            .map_err(|s| format!("GetInclusionProof {index}@{size}: {}", s.message()))?
-            .into_inner();
+        let p = within(
+            self.timeout,
+            || format!("GetInclusionProof {index}@{size}"),
+            async {
+                self.client
+                    .get_inclusion_proof(v1::GetInclusionProofRequest {
+                        index,
+                        tree_size: size,
+                    })
+                    .await
+                    .map_err(|s| format!("GetInclusionProof {index}@{size}: {}", s.message()))
+            },
+        )
+        .await?
+        .into_inner();
         tally_core::tlog::InclusionProof::try_from(&p).map_err(|e| e.to_string())
     }
 
     /// The log's consistency proof from `old` to `new`.
     pub(crate) async fn consistency(&mut self, old: u64, new: u64) -> Result<Vec<Hash>, String> {
-        let p = self
-            .client
-            .get_consistency_proof(v1::GetConsistencyProofRequest {
-                old_size: old,
-                new_size: new,
-            })
-            .await
-            .map_err(|s| format!("GetConsistencyProof {old}→{new}: {}", s.message()))?
-            .into_inner();
+        let p = within(
+            self.timeout,
+            || format!("GetConsistencyProof {old}→{new}"),
+            async {
+                self.client
+                    .get_consistency_proof(v1::GetConsistencyProofRequest {
+                        old_size: old,
+                        new_size: new,
+                    })
+                    .await
+                    .map_err(|s| format!("GetConsistencyProof {old}→{new}: {}", s.message()))
+            },
+        )
+        .await?
+        .into_inner();
         if (p.old_size, p.new_size) != (old, new) {
             return Err(format!(
                 "asked for a proof {old}→{new}, got {}→{}",

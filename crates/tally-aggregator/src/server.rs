@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use tally_core::bearer::RequiredToken;
 use tally_core::cosignature::Cosigner;
 use tally_proto::v1::aggregator_server::AggregatorServer;
@@ -103,6 +102,18 @@ pub async fn start(
 ) -> Result<Running, AggregatorError> {
     config.validate()?;
     let Secrets { cosigner, admin } = Secrets::load(&config)?;
+    // A fatal storage error stops this aggregator, not whatever else shares `shutdown`.
+    let shutdown = shutdown.child_token();
+    let fatal = CancellationToken::new();
+    tokio::spawn({
+        let (fatal, shutdown) = (fatal.clone(), shutdown.clone());
+        async move {
+            tokio::select! {
+                () = fatal.cancelled() => shutdown.cancel(),
+                () = shutdown.cancelled() => {}
+            }
+        }
+    });
     std::fs::create_dir_all(&config.data_dir).map_err(io(format!(
         "creating data_dir {}",
         config.data_dir.display()
@@ -110,9 +121,12 @@ pub async fn start(
     let origins = config.origins();
     let store = {
         let (path, origins, cache) = (config.database(), origins.clone(), config.cache_mb << 20);
-        tokio::task::spawn_blocking(move || MirrorStore::open(&path, &origins, cache))
-            .await
-            .map_err(|e| io("opening the mirror")(std::io::Error::other(e)))??
+        let keep_free = config.min_free_mb << 20;
+        tokio::task::spawn_blocking(move || {
+            MirrorStore::open(&path, &origins, cache).map(|s| s.keep_free(keep_free))
+        })
+        .await
+        .map_err(|e| io("opening the mirror")(std::io::Error::other(e)))??
     };
     let store = Arc::new(store);
     let statuses = Arc::new(Statuses::new(&origins));
@@ -181,6 +195,9 @@ pub async fn start(
             progress: Arc::clone(&progress),
             poll: config.poll_interval(),
             chunk: config.sync_chunk,
+            peer_timeout: std::time::Duration::from_secs(config.peer_timeout_secs),
+            last_durable: std::time::Instant::now(),
+            fatal: fatal.clone(),
             remotes: log.urls.iter().map(|_| None).collect(),
             offered: Arc::clone(&offered),
             faults: log.urls.iter().map(|_| None).collect(),
@@ -227,16 +244,13 @@ pub async fn start(
         logs = origins.len(),
         "serving gRPC and HTTP on {local_addr}"
     );
-    // Small answers must not wait out Nagle's algorithm and the peer's delayed ACK.
-    let listener = listener.tap_io(|stream| {
-        let _ = stream.set_nodelay(true);
-    });
+    let limits = config.limits()?;
     let serving = async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await
-            .map_err(io("serving"))?;
+        tally_proto::serve::serve(listener, app, limits, shutdown.clone()).await;
         while followers.join_next().await.is_some() {}
+        if fatal.is_cancelled() {
+            return Err(AggregatorError::MustReopen);
+        }
         tracing::info!("stopped");
         Ok(())
     };

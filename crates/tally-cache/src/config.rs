@@ -51,6 +51,12 @@ pub struct Config {
     /// Seconds to wait for an upstream's narinfo, or for each read of a NAR.
     #[serde(default = "default_upstream_timeout_secs")]
     pub upstream_timeout_secs: u64,
+    /// Connections served at once; more are closed as they arrive.
+    #[serde(default = "tally_proto::serve::default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds a connection may stay silent before it is closed.
+    #[serde(default = "tally_proto::serve::default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
 }
 
 /// The aggregator: reached over gRPC, or run in this process from its own config file.
@@ -104,6 +110,15 @@ fn default_upstream_timeout_secs() -> u64 {
 }
 
 impl Config {
+    /// What one peer may hold: connections and how long they may stay silent.
+    pub fn limits(&self) -> Result<tally_proto::serve::Limits, CacheError> {
+        tally_proto::serve::Limits::from_config(self.max_connections, self.idle_timeout_secs)
+            .map_err(|(option, problem)| CacheError::Config {
+                option: option.into(),
+                problem,
+            })
+    }
+
     /// Checks values that parse but cannot work, naming the option.
     pub fn validate(&self) -> Result<AggregatorAt, CacheError> {
         let bad = |option: &str, problem: String| {
@@ -112,6 +127,7 @@ impl Config {
                 problem,
             })
         };
+        self.limits()?;
         if self.upstreams.is_empty() {
             return bad(
                 "upstreams",

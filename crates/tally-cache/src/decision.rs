@@ -169,10 +169,12 @@ impl fmt::Display for Refusal {
             Refusal::Unknown { reason } => write!(f, "not attested by a quorum: {reason}"),
             Refusal::Mismatch(fields) => {
                 f.write_str("upstream narinfo differs from the attested NAR:")?;
-                for m in fields {
+                // "; " between fields, nothing after the last: the body ends with the text.
+                for (i, m) in fields.iter().enumerate() {
+                    let sep = if i == 0 { " " } else { "; " };
                     write!(
                         f,
-                        " {} is {:?} upstream but {:?} attested;",
+                        "{sep}{} is {:?} upstream but {:?} attested",
                         m.field, m.narinfo, m.attested
                     )?;
                 }
@@ -319,6 +321,13 @@ mod tests {
                 other => panic!("{field}: {other:?}"),
             }
         }
+        // Several fields: separated, and nothing after the last (it ends a 404 body).
+        let mut both = info.clone();
+        both.nar_size += 1;
+        both.references.pop();
+        let text = admit(&both, &trusted(&a)).unwrap_err().to_string();
+        assert!(text.contains("attested; References is"), "{text}");
+        assert!(text.ends_with("attested"), "{text}");
         let unknown = Verdict::Unknown {
             reason: "1 of 3 logs attest it".into(),
         };

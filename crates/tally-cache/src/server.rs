@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -109,23 +108,15 @@ pub async fn start(
     };
     let listener = TcpListener::bind(config.listen).await.map_err(listen)?;
     let local_addr = listener.local_addr().map_err(listen)?;
-    // Narinfos are small: they must not wait out Nagle's algorithm.
-    let listener = listener.tap_io(|stream| {
-        let _ = stream.set_nodelay(true);
-    });
     tracing::info!(
         key = %state.key.name(),
         upstreams = ?config.upstreams.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "serving the binary cache on http://{local_addr}"
     );
+    let limits = config.limits()?;
     let serving = async move {
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .map_err(|source| CacheError::Io {
-                what: "serving".into(),
-                source,
-            })
+        tally_proto::serve::serve(listener, router(state), limits, shutdown).await;
+        Ok(())
     };
     Ok(Running {
         local_addr,

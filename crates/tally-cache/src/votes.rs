@@ -197,9 +197,9 @@ impl Votes for DirectLogs {
     }
 
     fn describe(&self) -> String {
-        format!(
-            "the {} logs of the trust policy, directly",
-            self.clients.len()
-        )
+        match self.clients.len() {
+            1 => "the 1 log of the trust policy, directly".to_owned(),
+            n => format!("the {n} logs of the trust policy, directly"),
+        }
     }
 }

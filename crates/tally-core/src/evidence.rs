@@ -258,13 +258,23 @@ impl BundleFile {
     }
 }
 
+/// "1 entry", "N entries".
+fn entries(n: u64) -> String {
+    if n == 1 {
+        "1 entry".to_owned()
+    } else {
+        format!("{n} entries")
+    }
+}
+
 impl Bundle {
     /// A one-line description of what the bundle claims (before verification).
     pub fn summary(&self) -> String {
         match self {
             Bundle::Fork(f) => format!(
-                "fork: {} signed two checkpoints that disagree about its first {} entries",
-                f.origin, f.at
+                "fork: {} signed two checkpoints that disagree about its first {}",
+                f.origin,
+                entries(f.at)
             ),
             Bundle::BadEntries(b) => format!(
                 "entries {}..{} served for {} do not hash to its signed tree (not evidence against the log)",
@@ -368,14 +378,17 @@ impl Fork {
         }
         if ra == rb {
             return Err(not_proven(format!(
-                "both checkpoints agree on their first {} entries",
-                self.at
+                "both checkpoints agree on their first {}",
+                entries(self.at)
             )));
         }
         proven(
             format!(
-                "{} signed checkpoints of size {} and {} whose first {} entries differ ({ra} vs {rb}): the log forked",
-                self.origin, a.tree.size, b.tree.size, self.at
+                "{} signed checkpoints of size {} and {} whose first {} differ ({ra} vs {rb}): the log forked",
+                self.origin,
+                a.tree.size,
+                b.tree.size,
+                entries(self.at)
             ),
             vec![self.origin.clone()],
         )
@@ -409,8 +422,10 @@ impl BadMapRoot {
                 )
             }
             (MapAnswer::Present(v), _) if v.leaf_index >= c.tree.size => format!(
-                "its map binds {} to entry {}, beyond its {} entries",
-                self.path, v.leaf_index, c.tree.size
+                "its map binds {} to entry {}, beyond its {}",
+                self.path,
+                v.leaf_index,
+                entries(c.tree.size)
             ),
             (MapAnswer::Present(v), Some((i, bytes)))
                 if i < v.leaf_index && attests_path(bytes) =>

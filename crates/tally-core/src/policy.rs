@@ -81,7 +81,11 @@ pub enum PolicyError {
         problem: String,
     },
     /// `N-of-M` names a different number of logs than are followed.
-    #[error("policy {policy} counts {m} logs, but {followed} are followed")]
+    #[error(
+        "policy {policy} counts {m} {}, but {followed} {} followed",
+        plural(.m, "log", "logs"),
+        plural(.followed, "is", "are")
+    )]
     WrongCount {
         /// The policy.
         policy: String,
@@ -113,6 +117,11 @@ pub enum PolicyError {
         /// Logs followed.
         followed: usize,
     },
+}
+
+/// The singular or plural word for `n` things.
+fn plural(n: &usize, one: &'static str, many: &'static str) -> &'static str {
+    if *n == 1 { one } else { many }
 }
 
 impl FromStr for Policy {

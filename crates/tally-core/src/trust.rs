@@ -242,10 +242,11 @@ impl TrustPolicy {
 impl fmt::Display for TrustPolicy {
     /// A one-line summary: the logs, the attestation quorum and the witness quorum.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let logs = self.logs.len();
         write!(
             f,
-            "{} logs, attest {}, witness quorum {}",
-            self.logs.len(),
+            "{logs} {}, attest {}, witness quorum {}",
+            if logs == 1 { "log" } else { "logs" },
             self.attest,
             self.quorum_name()
         )

@@ -58,6 +58,16 @@ pub struct Config {
     /// The database's in-process page cache, in MiB: most of the daemon's memory.
     #[serde(default = "default_cache_mb")]
     pub cache_mb: usize,
+    /// MiB kept free on the file system holding the database: a commit that would start
+    /// with less is refused (submits get RESOURCE_EXHAUSTED) until space is freed.
+    #[serde(default = "default_min_free_mb")]
+    pub min_free_mb: u64,
+    /// Connections served at once; more are closed as they arrive.
+    #[serde(default = "tally_proto::serve::default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds a connection may stay silent before it is closed.
+    #[serde(default = "tally_proto::serve::default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
     /// Witnesses asked to cosign new checkpoints (C2SP tlog-witness `add-checkpoint`).
     #[serde(default)]
     pub witnesses: Vec<WitnessConfig>,
@@ -119,6 +129,10 @@ fn default_batch_size() -> usize {
 fn default_max_message_bytes() -> usize {
     16 << 20
 }
+fn default_min_free_mb() -> u64 {
+    tally_store::DEFAULT_KEEP_FREE >> 20
+}
+
 fn default_cache_mb() -> usize {
     tally_store::DEFAULT_CACHE_BYTES >> 20
 }
@@ -134,6 +148,7 @@ impl Config {
     /// Checks values that parse but cannot work, naming the option.
     pub fn validate(&self) -> Result<(), LogError> {
         let bad = |option: &'static str, problem: String| Err(LogError::Config { option, problem });
+        self.limits()?;
         if self.socket_mode().is_none() {
             return bad(
                 "submit_socket_mode",
@@ -220,6 +235,12 @@ impl Config {
         u32::from_str_radix(&self.submit_socket_mode, 8)
             .ok()
             .filter(|m| *m <= 0o777)
+    }
+
+    /// What one peer may hold: connections and how long they may stay silent.
+    pub fn limits(&self) -> Result<tally_proto::serve::Limits, LogError> {
+        tally_proto::serve::Limits::from_config(self.max_connections, self.idle_timeout_secs)
+            .map_err(|(option, problem)| LogError::Config { option, problem })
     }
 
     /// How batches are formed.

@@ -18,6 +18,13 @@ pub enum LogError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The database failed a commit and must be reopened: the daemon stopped, and starting
+    /// it again recovers the last durable commit.
+    #[error(
+        "the database failed a commit and must be reopened; restart tally log serve (nothing \
+         acknowledged is lost)"
+    )]
+    MustReopen,
     /// A listener, socket or directory could not be set up.
     #[error("{what}: {source}")]
     Io {

@@ -22,6 +22,8 @@ pub enum Reason {
     TooLarge,
     /// Storage failed.
     Unavailable,
+    /// The disk is (nearly) full.
+    DiskFull,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

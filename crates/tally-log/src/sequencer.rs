@@ -16,9 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tally_core::{Attestation, SigningKey};
-use tally_store::{Conflict, LogStore, Outcome, StoredCheckpoint};
+use tally_store::{Conflict, LogStore, Outcome, StoreError, StoredCheckpoint};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
@@ -29,6 +30,8 @@ pub enum SubmitError {
     Conflicts(Vec<Conflict>),
     /// The batch failed to commit; nothing was written.
     Storage(String),
+    /// The disk is (nearly) full; nothing was written.
+    DiskFull(String),
     /// The sequencer has shut down.
     Stopped,
 }
@@ -66,15 +69,17 @@ pub struct Batching {
 
 impl Sequencer {
     /// Starts the sequencing task. It ends when every handle is dropped and the queue is
-    /// drained.
+    /// drained. It cancels `fatal` if the database must be reopened before it can commit
+    /// again.
     pub fn start(
         store: Arc<LogStore>,
         key: SigningKey,
         batching: Batching,
         metrics: Arc<Metrics>,
+        fatal: CancellationToken,
     ) -> (Sequencer, JoinHandle<()>) {
         let (jobs, rx) = mpsc::channel(4096);
-        let task = tokio::spawn(run(rx, store, key, batching, metrics));
+        let task = tokio::spawn(run(rx, store, key, batching, metrics, fatal));
         (Sequencer { jobs }, task)
     }
 
@@ -98,6 +103,7 @@ async fn run(
     key: SigningKey,
     batching: Batching,
     metrics: Arc<Metrics>,
+    fatal: CancellationToken,
 ) {
     let mut carried: Option<Job> = None;
     loop {
@@ -124,11 +130,17 @@ async fn run(
                 Ok(None) | Err(_) => break,
             }
         }
-        commit(&store, &key, jobs, &metrics).await;
+        commit(&store, &key, jobs, &metrics, &fatal).await;
     }
 }
 
-async fn commit(store: &Arc<LogStore>, key: &SigningKey, jobs: Vec<Job>, metrics: &Metrics) {
+async fn commit(
+    store: &Arc<LogStore>,
+    key: &SigningKey,
+    jobs: Vec<Job>,
+    metrics: &Metrics,
+    fatal: &CancellationToken,
+) {
     let (groups, replies): (Vec<Vec<Attestation>>, Vec<_>) =
         jobs.into_iter().map(|j| (j.attestations, j.reply)).unzip();
     let (store, key) = (Arc::clone(store), key.clone());
@@ -164,10 +176,26 @@ async fn commit(store: &Arc<LogStore>, key: &SigningKey, jobs: Vec<Job>, metrics
                 let _ = reply.send(answer);
             }
         }
+        Ok(Err(e @ StoreError::DiskFull { .. })) => {
+            tracing::error!("batch refused, nothing acknowledged: {e}");
+            for reply in replies {
+                let _ = reply.send(Err(SubmitError::DiskFull(e.to_string())));
+            }
+        }
         Ok(Err(e)) => {
             tracing::error!("batch commit failed, nothing acknowledged: {e}");
             for reply in replies {
                 let _ = reply.send(Err(SubmitError::Storage(e.to_string())));
+            }
+            if e.needs_reopen() {
+                // redb refuses every transaction after a failed commit until it is
+                // reopened. Stop: the service manager restarts the daemon, which reopens
+                // the database at its last durable commit (nothing acknowledged is lost).
+                tracing::error!(
+                    "the database must be reopened after this I/O error; stopping so that \
+                     tally log serve is restarted"
+                );
+                fatal.cancel();
             }
         }
         Err(panic) => {

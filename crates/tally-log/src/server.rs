@@ -6,7 +6,6 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use tally_proto::v1::log_server::LogServer;
 use tally_store::{LogStore, Spool};
 use tokio::net::{TcpListener, UnixListener};
@@ -54,6 +53,18 @@ pub struct Running {
 /// out here, and returns the bound address and the future that does the work.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, LogError> {
     config.validate()?;
+    // A fatal storage error stops this daemon, not whatever else shares `shutdown`.
+    let shutdown = shutdown.child_token();
+    let fatal = CancellationToken::new();
+    tokio::spawn({
+        let (fatal, shutdown) = (fatal.clone(), shutdown.clone());
+        async move {
+            tokio::select! {
+                () = fatal.cancelled() => shutdown.cancel(),
+                () = shutdown.cancelled() => {}
+            }
+        }
+    });
     let key = load_key(&config)?;
     let tcp_access = load_tcp_access(&config)?;
     std::fs::create_dir_all(&config.data_dir).map_err(io(format!(
@@ -65,10 +76,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
 
     let database = config.database();
     let cache = config.cache_mb << 20;
+    let keep_free = config.min_free_mb << 20;
     let (store, first) = {
         let key = key.clone();
         tokio::task::spawn_blocking(move || -> Result<_, LogError> {
-            let store = LogStore::open_with_cache(&database, cache)?;
+            let store = LogStore::open_with_cache(&database, cache)?.keep_free(keep_free);
             // An empty log gets its size-0 checkpoint, so readers always find one.
             let first = store.append_batch(&key, &[])?;
             Ok((Arc::new(store), first.checkpoint))
@@ -85,6 +97,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         key,
         config.batching(),
         Arc::clone(&metrics),
+        fatal.clone(),
     );
 
     let tcp = TcpListener::bind(config.listen)
@@ -153,19 +166,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         shutdown.clone(),
     ));
     drop(sequencer);
-    // Small answers (checkpoints, proofs) must not wait out Nagle's algorithm.
-    let tcp = tcp.tap_io(|stream| {
-        let _ = stream.set_nodelay(true);
-    });
-    let tcp_server =
-        axum::serve(tcp, tcp_app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let unix_server =
-        axum::serve(unix, unix_app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let limits = config.limits()?;
+    let tcp_server = tally_proto::serve::serve(tcp, tcp_app, limits, shutdown.clone());
+    let unix_server = tally_proto::serve::serve(unix, unix_app, limits, shutdown.clone());
     let socket = config.submit_socket.clone();
     let serving = async move {
-        let (a, b) = tokio::join!(tcp_server.into_future(), unix_server.into_future());
-        a.map_err(io("serving TCP"))?;
-        b.map_err(io("serving the submit socket"))?;
+        tokio::join!(tcp_server, unix_server);
         let _ = drainer.await;
         if let Some(w) = witnessing {
             let _ = w.await;
@@ -173,6 +179,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         // Servers are done and the drainer has stopped: the sequencer commits what is queued.
         let _ = sequencer_task.await;
         let _ = std::fs::remove_file(&socket);
+        if fatal.is_cancelled() {
+            return Err(LogError::MustReopen);
+        }
         tracing::info!("stopped");
         Ok(())
     };

@@ -150,6 +150,10 @@ impl Log for LogService {
                     "the log could not commit: {e}; nothing was written, retry"
                 )),
             )),
+            Err(SubmitError::DiskFull(e)) => Err(self.reject(
+                Reason::DiskFull,
+                Status::resource_exhausted(format!("the log could not commit: {e}; retry later")),
+            )),
             Err(SubmitError::Stopped) => Err(self.reject(
                 Reason::Unavailable,
                 Status::unavailable("the log is shutting down; retry"),

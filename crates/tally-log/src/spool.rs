@@ -104,7 +104,7 @@ async fn submit_dropping_conflicts(
                     dropped += 1;
                 }
             }
-            Err(SubmitError::Storage(e)) => return Err(e),
+            Err(SubmitError::Storage(e) | SubmitError::DiskFull(e)) => return Err(e),
             Err(SubmitError::Stopped) => return Err("the log is shutting down".into()),
         }
     }

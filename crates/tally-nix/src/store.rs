@@ -116,7 +116,10 @@ pub async fn path_info(
         return Err(StoreQueryError::Output {
             args: args.join(" "),
             line: String::new(),
-            problem: format!("expected {} lines", paths.len()),
+            problem: match paths.len() {
+                1 => "expected 1 line".to_owned(),
+                n => format!("expected {n} lines"),
+            },
         });
     }
     let mut out = Vec::with_capacity(paths.len());

@@ -71,9 +71,38 @@ pub enum StoreError {
     /// Signing the checkpoint failed.
     #[error("signing the checkpoint: {0}")]
     Sign(#[from] tally_core::CheckpointError),
+    /// The file system holding the database is (nearly) full; nothing was written.
+    #[error(
+        "the file system holding {} has {} free, but this commit needs {} (with the reserve \
+         kept free): free some space (nothing was written)",
+        path.display(), mib(*free), mib(*needed)
+    )]
+    DiskFull {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// Bytes free.
+        free: u64,
+        /// Bytes the commit needed free: its own writes and the store's reserve.
+        needed: u64,
+    },
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }
 
 impl StoreError {
+    /// Whether the database must be closed and opened again before it can be used: redb
+    /// refuses every transaction after an I/O error in a commit (a full disk, a failing
+    /// device). Nothing acknowledged is lost; reopening recovers the last durable commit.
+    pub fn needs_reopen(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(redb::Error::PreviousIo)
+                | StoreError::Database(redb::Error::Io(_))
+        )
+    }
+
     pub(crate) fn corrupt(what: &'static str, detail: impl ToString) -> StoreError {
         StoreError::Corrupt {
             what,

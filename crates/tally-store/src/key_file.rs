@@ -139,6 +139,9 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         fs::write(&path, "name:notbase64").unwrap();
         let err = read_signing_key(&path).unwrap_err().to_string();
-        assert!(err.contains("not standard base64") && err.contains("log.key"), "{err}");
+        assert!(
+            err.contains("not standard base64") && err.contains("log.key"),
+            "{err}"
+        );
     }
 }

@@ -9,8 +9,9 @@
 //! - secret files: signing keys and tokens ([`read_secret`], [`read_signing_key`],
 //!   [`write_signing_key`]).
 //!
-//! It must never acknowledge a write before it is durable, and never leave a checkpoint
-//! that does not match the data stored with it. It does no networking and holds no async
+//! It must never acknowledge a write before it is durable, never leave a checkpoint that
+//! does not match the data stored with it, and never start a write without its free-space
+//! reserve (`space`). It does no networking and holds no async
 //! state: callers on an async runtime run it on a blocking thread.
 //!
 //! Why redb: it is ACID and crash-safe by default, its file format is stable, it is tested
@@ -33,6 +34,7 @@ mod log_tables;
 mod map_nodes;
 mod map_top;
 mod mirror_store;
+mod space;
 mod spool;
 
 pub use error::StoreError;
@@ -45,4 +47,5 @@ pub use log_tables::{Conflict, LogReader, Outcome};
 pub use mirror_store::{
     Appended, EvidenceRecord, EvidenceSummary, Expect, MirrorState, MirrorStore,
 };
+pub use space::{DEFAULT_KEEP_FREE, free_bytes};
 pub use spool::{Spool, SpoolFile};

@@ -22,6 +22,7 @@ use crate::StoreError;
 use crate::log_state::{LogState, poisoned};
 use crate::log_tables::{Conflict, LogReader, Outcome, TableNames, WriteTables};
 use crate::map_top::MapTop;
+use crate::space::Reserve;
 
 /// The meta key of a log's latest checkpoint (a mirror's verified one).
 pub(crate) const CHECKPOINT: &str = "checkpoint";
@@ -71,6 +72,7 @@ pub struct BatchResult {
 pub struct LogStore {
     db: Database,
     log: LogState,
+    reserve: Reserve,
     /// Held by the one batch in progress, from its transaction's start until its commit is
     /// reflected in the log's map top.
     writer: Mutex<()>,
@@ -96,8 +98,24 @@ impl LogStore {
         Ok(LogStore {
             db,
             log,
+            reserve: Reserve::new(path),
             writer: Mutex::new(()),
         })
+    }
+
+    /// A write transaction for a commit of up to `entries` new entries, if the free space
+    /// allows it.
+    fn begin_write(&self, entries: u64) -> Result<redb::WriteTransaction, StoreError> {
+        self.reserve.check(entries, 0)?;
+        Ok(self.db.begin_write()?)
+    }
+
+    /// Keeps `bytes` free on the file system holding the database: a write that would start
+    /// with less free is refused with [`StoreError::DiskFull`] (default
+    /// [`crate::DEFAULT_KEEP_FREE`]; 0 turns the check off).
+    pub fn keep_free(mut self, bytes: u64) -> LogStore {
+        self.reserve.keep(bytes);
+        self
     }
 
     /// Appends the new attestations of each group and signs a checkpoint over the result,
@@ -114,7 +132,8 @@ impl LogStore {
     ) -> Result<BatchResult, StoreError> {
         let _writer = self.writer.lock().map_err(|_| poisoned())?;
         let top = self.log.top()?;
-        let txn = self.db.begin_write()?;
+        let new: usize = groups.iter().map(|g| g.len()).sum();
+        let txn = self.begin_write(new as u64)?;
         let (result, top_nodes) = {
             let mut tables = WriteTables::open(&txn, &self.log.names)?;
             let latest = latest(&tables.meta)?;
@@ -184,7 +203,7 @@ impl LogStore {
     /// restart can serve it again. The caller has checked the signatures. Not acknowledged to
     /// anyone, so not forced to disk: cosignatures can always be collected again.
     pub fn set_cosigned(&self, note: &[u8]) -> Result<(), StoreError> {
-        let mut txn = self.db.begin_write()?;
+        let mut txn = self.begin_write(0)?;
         txn.set_durability(redb::Durability::None)?;
         {
             let mut tables = WriteTables::open(&txn, &self.log.names)?;

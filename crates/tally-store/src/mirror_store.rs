@@ -31,6 +31,7 @@ use crate::StoreError;
 use crate::log_state::{LogState, poisoned, stored_size};
 use crate::log_store::{CHECKPOINT, StoredCheckpoint};
 use crate::log_tables::{LogReader, TableNames, WriteTables};
+use crate::space::Reserve;
 
 const TARGET: &str = "target";
 const CONTRADICTIONS: &str = "contradictions";
@@ -119,6 +120,12 @@ pub struct EvidenceRecord {
 pub struct MirrorStore {
     db: Database,
     logs: BTreeMap<KeyName, LogState>,
+    reserve: Reserve,
+    /// Entries appended by commits that were not durable, since the last durable one: their
+    /// pages may still be in memory, to be written by the next durable commit.
+    undurable: std::sync::atomic::AtomicU64,
+    /// redb's cache, which bounds what can be held in memory.
+    cache_bytes: u64,
     writer: Mutex<()>,
 }
 
@@ -165,8 +172,31 @@ impl MirrorStore {
         Ok(MirrorStore {
             db,
             logs,
+            reserve: Reserve::new(path),
+            undurable: std::sync::atomic::AtomicU64::new(0),
+            cache_bytes: cache_bytes as u64,
             writer: Mutex::new(()),
         })
+    }
+
+    /// Keeps `bytes` free on the file system holding the database: a write that would start
+    /// with less free is refused with [`StoreError::DiskFull`] (default
+    /// [`crate::DEFAULT_KEEP_FREE`]; 0 turns the check off).
+    pub fn keep_free(mut self, bytes: u64) -> MirrorStore {
+        self.reserve.keep(bytes);
+        self
+    }
+
+    /// A write transaction for a commit of up to `entries` new entries, if the free space
+    /// allows it, counting what commits that were not durable may have left in memory (at
+    /// most redb's cache).
+    fn begin_write(&self, entries: u64) -> Result<redb::WriteTransaction, StoreError> {
+        let undurable = self.undurable.load(std::sync::atomic::Ordering::Relaxed);
+        let buffered = undurable
+            .saturating_mul(crate::space::PAGES_PER_ENTRY)
+            .min(self.cache_bytes);
+        self.reserve.check(entries, buffered)?;
+        Ok(self.db.begin_write()?)
     }
 
     fn log(&self, origin: &KeyName) -> Result<&LogState, StoreError> {
@@ -205,7 +235,7 @@ impl MirrorStore {
     ) -> Result<(), StoreError> {
         let log = self.log(origin)?;
         let _writer = self.writer.lock().map_err(|_| poisoned())?;
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write(0)?;
         txn.open_table(log.names.meta())?
             .insert(TARGET, target.note.as_slice())?;
         txn.commit()?;
@@ -222,7 +252,8 @@ impl MirrorStore {
         let log = self.log(origin)?;
         let _writer = self.writer.lock().map_err(|_| poisoned())?;
         let top = log.top()?;
-        let mut txn = self.db.begin_write()?;
+        let pending = self.undurable.load(std::sync::atomic::Ordering::Relaxed);
+        let mut txn = self.begin_write(entries.len() as u64)?;
         txn.set_durability(if expect.durable {
             Durability::Immediate
         } else {
@@ -304,6 +335,14 @@ impl MirrorStore {
             (outcome, appended.top_nodes, appended.tree.size)
         };
         txn.commit()?;
+        self.undurable.store(
+            if expect.durable {
+                0
+            } else {
+                pending + entries.len() as u64
+            },
+            std::sync::atomic::Ordering::Relaxed,
+        );
         drop(top);
         log.apply(size, top_nodes)?;
         Ok(outcome)
@@ -318,7 +357,7 @@ impl MirrorStore {
     ) -> Result<(), StoreError> {
         let log = self.log(origin)?;
         let _writer = self.writer.lock().map_err(|_| poisoned())?;
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write(0)?;
         {
             let mut meta = txn.open_table(log.names.meta())?;
             if stored_size(&meta)? != checkpoint.checkpoint.tree.size {
@@ -339,7 +378,7 @@ impl MirrorStore {
     pub fn merge_signatures(&self, origin: &KeyName, note: &[u8]) -> Result<bool, StoreError> {
         let log = self.log(origin)?;
         let _writer = self.writer.lock().map_err(|_| poisoned())?;
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write(0)?;
         let added = {
             let mut meta = txn.open_table(log.names.meta())?;
             let Some(stored) = meta.get(CHECKPOINT)?.map(|v| v.value().to_vec()) else {
@@ -373,7 +412,7 @@ impl MirrorStore {
     pub fn clear_contradictions(&self, origin: &KeyName) -> Result<(), StoreError> {
         let log = self.log(origin)?;
         let _writer = self.writer.lock().map_err(|_| poisoned())?;
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write(0)?;
         txn.open_table(log.names.meta())?.remove(CONTRADICTIONS)?;
         txn.commit()?;
         Ok(())
@@ -389,7 +428,7 @@ impl MirrorStore {
         bundle: String,
     ) -> Result<(u64, bool), StoreError> {
         let _writer = self.writer.lock().map_err(|_| poisoned())?;
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write(0)?;
         let result = {
             let mut keys = txn.open_table(EVIDENCE_KEYS)?;
             if let Some(id) = keys.get(dedupe)? {
@@ -468,7 +507,7 @@ impl MirrorStore {
         note: &[u8],
     ) -> Result<Result<(), u64>, StoreError> {
         let _writer = self.writer.lock().map_err(|_| poisoned())?;
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write(0)?;
         let result = {
             let mut table = txn.open_table(WITNESS)?;
             let current = match table.get(origin.as_str())? {
@@ -493,7 +532,7 @@ impl MirrorStore {
     /// Stores (or replaces) a named report's definition, durably. Returns whether it is new.
     pub fn put_report(&self, name: &str, definition: &[u8]) -> Result<bool, StoreError> {
         let _writer = self.writer.lock().map_err(|_| poisoned())?;
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write(0)?;
         let new = txn.open_table(REPORTS)?.insert(name, definition)?.is_none();
         txn.commit()?;
         Ok(new)
@@ -502,7 +541,7 @@ impl MirrorStore {
     /// Deletes a named report. Returns whether it existed.
     pub fn delete_report(&self, name: &str) -> Result<bool, StoreError> {
         let _writer = self.writer.lock().map_err(|_| poisoned())?;
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write(0)?;
         let existed = txn.open_table(REPORTS)?.remove(name)?.is_some();
         txn.commit()?;
         Ok(existed)

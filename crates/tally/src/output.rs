@@ -38,6 +38,13 @@ pub(crate) fn write_ignoring_closed_reader(text: &str) {
     }
 }
 
+/// `n` and the noun, singular or plural: "1 log", "3 logs".
+pub(crate) fn count(n: impl std::fmt::Display, one: &str, many: &str) -> String {
+    let n = n.to_string();
+    let noun = if n == "1" { one } else { many };
+    format!("{n} {noun}")
+}
+
 /// `print!` through [`write`].
 macro_rules! out {
     ($($t:tt)*) => { $crate::output::write(format_args!($($t)*)) };
@@ -64,7 +71,8 @@ pub(crate) fn error(e: &anyhow::Error, json: bool) {
     if json {
         let value =
             serde_json::json!({"error": said.first(), "causes": &said[1.min(said.len())..]});
-        println!("{value}");
+        // The command fails either way: a reader that has gone changes nothing.
+        write_ignoring_closed_reader(&format!("{value}\n"));
         return;
     }
     let mut lines = said.iter();

@@ -48,6 +48,8 @@ macro_rules! w {
 }
 pub(crate) use w;
 
+// Hashes, keys and store paths have no spaces: they wrap anywhere, so that a page fits a
+// 1280 px screen without scrolling sideways. A row's name (its first cell) keeps its width.
 const STYLE: &str = "
 body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1b1f24;background:#fafafa}
 header{background:#1b1f24;color:#fff;padding:.6em 1.5em;display:flex;gap:1.5em;align-items:baseline}
@@ -64,6 +66,8 @@ code,pre{font:13px ui-monospace,monospace}pre{background:#fff;border:1px solid #
 .bar div{height:100%}.bar .reproduced{background:#2da44e}.bar .disputed{background:#cf222e}
 .bar .single{background:#d4a72c}.bar .unknown{background:#afb8c1}
 nav.pages a,nav.pages b{margin-right:.5em}.muted{color:#57606a}
+code,td small{overflow-wrap:anywhere}td pre{white-space:pre-wrap;overflow-wrap:anywhere}
+td:first-child code{overflow-wrap:break-word}
 ";
 
 /// A dashboard page: the frame around `body`, with the navigation. `here` is the entry to
@@ -173,6 +177,13 @@ pub(crate) fn pager(h: &mut Html, base: &str, query: &str, page: usize, pages: u
         }
     }
     w!(h, "</nav>");
+}
+
+/// `n` and the noun, singular or plural: "1 log", "3 logs".
+pub(crate) fn count(n: impl fmt::Display, one: &str, many: &str) -> String {
+    let n = n.to_string();
+    let noun = if n == "1" { one } else { many };
+    format!("{n} {noun}")
 }
 
 /// Seconds as "3 s", "4 min", "2 h" or "5 d".

@@ -18,6 +18,9 @@ use crate::status::now;
 struct LogsPage {
     logs: Vec<LogRow>,
     witness: bool,
+    /// This aggregator's witness key (C2SP cosignature verifier key, `name+id+base64`), when
+    /// it witnesses: what consumers put on a `witness` line of their trust policy.
+    witness_key: Option<String>,
     evidence: usize,
     disagreements: usize,
     reports: Vec<ReportLine>,
@@ -78,6 +81,7 @@ fn model(s: &Shared) -> Result<LogsPage, StoreError> {
     Ok(LogsPage {
         logs,
         witness: s.witness.is_some(),
+        witness_key: s.witness.as_ref().map(|w| w.cosigner.verifier().to_vkey()),
         evidence: evidence.len(),
         disagreements: evidence.iter().filter(|r| r.kind == "disagreement").count(),
         reports: s
@@ -159,11 +163,19 @@ fn render(m: &LogsPage) -> String {
     w!(h, "</table>");
     w!(
         h,
-        "<p><a href=\"/disagreements\">{} disagreement(s)</a> between logs; \
-         {} piece(s) of evidence in all.</p>",
-        m.disagreements,
-        m.evidence
+        "<p><a href=\"/disagreements\">{}</a> between logs; {} of evidence in all.</p>",
+        html::count(m.disagreements, "disagreement", "disagreements"),
+        html::count(m.evidence, "piece", "pieces")
     );
+    if let Some(key) = &m.witness_key {
+        w!(
+            h,
+            "<h2>This aggregator's witness</h2><p><code>{}</code></p>\
+             <p>Give this key to consumers as a <code>witness</code> line of their trust \
+             policy; it cosigns only checkpoints this aggregator verified.</p>",
+            esc(key)
+        );
+    }
     if !m.reports.is_empty() {
         w!(
             h,

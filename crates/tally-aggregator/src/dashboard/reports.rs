@@ -145,10 +145,10 @@ fn rows_table(h: &mut Html, base: &str, rows: &[&Row]) {
         for c in &r.candidates {
             w!(
                 h,
-                "<br><small><code>{}</code> ({} bytes, {} references): {}</small>",
+                "<br><small><code>{}</code> ({} bytes, {}): {}</small>",
                 esc(&c.nar_hash),
                 c.nar_size,
-                c.references.len(),
+                html::count(c.references.len(), "reference", "references"),
                 esc(&c.origins.join(", "))
             );
         }
@@ -160,15 +160,18 @@ fn rows_table(h: &mut Html, base: &str, rows: &[&Row]) {
 fn header_table(h: &mut Html, r: &Report) {
     w!(
         h,
-        "<p>{} paths from a {}{}, checked against {} logs ({}); computed {}.</p>",
-        r.summary.total(),
+        "<p>{} from a {}{}, checked against {} ({}); computed {}.</p>",
+        html::count(r.summary.total(), "path", "paths"),
         source_name(r.source),
         if r.skipped_derivations > 0 {
-            format!(" ({} derivation paths skipped)", r.skipped_derivations)
+            format!(
+                " ({} skipped)",
+                html::count(r.skipped_derivations, "derivation path", "derivation paths")
+            )
         } else {
             String::new()
         },
-        r.logs.len(),
+        html::count(r.logs.len(), "log", "logs"),
         esc(&r.logs.join(", ")),
         html::utc(r.computed_unix)
     );
@@ -244,8 +247,8 @@ pub fn report_document(r: &Report, base: &str) -> String {
         if !rows.is_empty() {
             w!(
                 h,
-                "<details><summary><b>{class}</b>: {} paths</summary>",
-                rows.len()
+                "<details><summary><b>{class}</b>: {}</summary>",
+                html::count(rows.len(), "path", "paths")
             );
             rows_table(&mut h, base, &rows);
             w!(h, "</details>");

@@ -5,13 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::{config, progress, runtime};
+use crate::{config, output, progress, runtime};
 
-/// Run an aggregator.
+/// Run an aggregator
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum Command {
     Serve(Args),
-    /// Check an aggregator's config file without starting it.
+    /// Check an aggregator's config file without starting it
     ///
     /// Checks everything `serve` would refuse: every option, each log's key and URLs, the
     /// policy, the witness key and admin token files (present, mode 0600), that data_dir can
@@ -28,7 +28,7 @@ pub(crate) enum Command {
     CheckConfig(config::CheckArgs),
 }
 
-/// Follow and fully verify logs, keep evidence, answer queries, witness.
+/// Follow and verify logs, keep evidence, answer queries, witness
 ///
 /// Serves gRPC (tally query, tally check, tally report, tally evidence) and HTTP (/metrics,
 /// /healthz, /add-checkpoint, /witness/checkpoint/<origin>, and the dashboard: /,
@@ -85,7 +85,11 @@ pub(crate) fn run(cmd: Command, json: bool) -> anyhow::Result<ExitCode> {
             let mut fields = serde_json::Map::new();
             fields.insert("logs".into(), serde_json::json!(config.origins()));
             args.report(
-                &format!("{} logs, policy {}", config.logs.len(), config.policy()),
+                &format!(
+                    "{}, policy {}",
+                    output::count(config.logs.len(), "log", "logs"),
+                    config.policy()
+                ),
                 skipped,
                 fields,
                 json,

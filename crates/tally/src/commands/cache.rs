@@ -14,11 +14,11 @@ use tally_core::trust::TrustPolicy;
 use crate::{config, output, paths, progress, runtime};
 use tally_cache::explain::Explanation;
 
-/// Run a binary cache that serves only quorum-attested paths.
+/// Run a binary cache that serves only quorum-attested paths
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum Command {
     Serve(Args),
-    /// Check a binary cache's config file without starting it.
+    /// Check a binary cache's config file without starting it
     ///
     /// Checks everything `serve` would refuse: every option, the upstream URLs, the trust
     /// policy file, the aggregator (and, when it runs in process, its config), the key file
@@ -37,8 +37,10 @@ pub(crate) enum Command {
     Explain(ExplainArgs),
 }
 
-/// Serve a Nix binary cache that passes on a narinfo only when a quorum of logs attests
-/// exactly its store path, NarHash, NarSize and References, re-signed with this cache's key.
+/// Serve a binary cache that passes on only what a quorum attests
+///
+/// A narinfo is passed on only when a quorum of logs attests exactly its store path, NarHash,
+/// NarSize and References, and is re-signed with this cache's key.
 ///
 /// Every log's answer is checked against the cache's own trust policy (policy_file): its
 /// checkpoint signature, witness cosignatures, map and inclusion proofs. Answers come from an
@@ -66,7 +68,7 @@ pub(crate) struct Args {
     ready: runtime::ReadyFile,
 }
 
-/// Say why a cache serves or refuses a path.
+/// Say why a cache serves or refuses a path
 ///
 /// Asks the cache's /explain/<hash>: each log's vote and whether its proofs verified under
 /// the cache's trust policy, the verdict, and the upstream narinfo compared field by field
@@ -162,11 +164,10 @@ fn check_config(args: &config::CheckArgs, json: bool) -> anyhow::Result<ExitCode
     );
     fields.insert("answers_from".into(), source.clone().into());
     fields.insert("policy".into(), serde_json::json!(policy));
-    let upstreams = config.upstreams.len();
-    let plural = if upstreams == 1 { "" } else { "s" };
     args.report(
         &format!(
-            "{upstreams} upstream{plural}, answers from {source}, policy: {}",
+            "{}, answers from {source}, policy: {}",
+            output::count(config.upstreams.len(), "upstream", "upstreams"),
             policy.as_deref().unwrap_or("not checked")
         ),
         &skipped,

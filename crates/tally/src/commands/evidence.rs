@@ -15,7 +15,7 @@ use tally_proto::v1;
 use crate::output::outln;
 use crate::{output, runtime};
 
-/// Download an aggregator's evidence bundles.
+/// Download an aggregator's evidence bundles
 ///
 /// Writes each bundle to DIR/<id>-<kind>.json and lists what each claims. Check any of them
 /// with `tally verify`, which needs nothing but the logs' public keys.
@@ -37,7 +37,7 @@ pub(crate) struct EvidenceArgs {
     out: PathBuf,
 }
 
-/// Check an evidence or query bundle, or a tlog-proof, offline.
+/// Check an evidence or query bundle, or a tlog-proof, offline
 ///
 /// Evidence bundles (a fork, a wrong map root, a contradiction, a disagreement) prove their
 /// claim with nothing but the logs' public keys: exits 0 if the bundle proves it. A query

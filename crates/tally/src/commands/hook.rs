@@ -9,7 +9,7 @@ use tally_proto::client::Address;
 
 use crate::output;
 
-/// Attest a finished build; use as Nix's post-build-hook.
+/// Attest a finished build, as Nix's post-build-hook
 ///
 /// Reads DRV_PATH and OUT_PATHS from the environment (Nix sets them), takes each output's
 /// NAR hash, size and references from the store, and submits them to the log. If the log
@@ -17,11 +17,17 @@ use crate::output;
 /// drains. It always exits 0 and never takes more than the budget, so it never fails or
 /// stalls a build.
 ///
-/// Nix runs the hook without arguments, so point post-build-hook at a wrapper script, or at
-/// a symlink named tally-hook (tally acts as `tally hook` when called by that name):
+/// Nix runs the hook without arguments, so point post-build-hook at a symlink named
+/// tally-hook (tally acts as `tally hook` when called by that name), or at a wrapper script
+/// that sets the options below:
+///
+///   ln -s "$(command -v tally)" /usr/local/bin/tally-hook
 ///
 ///   # /etc/nix/nix.conf
-///   post-build-hook = /run/current-system/sw/bin/tally-hook
+///   post-build-hook = /usr/local/bin/tally-hook
+///
+/// On NixOS, services.tally.hook sets post-build-hook to its own wrapper script, with the
+/// log's socket and spool; set nothing by hand there.
 ///
 /// Settings come from flags or the environment: TALLY_LOG, TALLY_TOKEN_FILE,
 /// TALLY_ALLOW_PLAINTEXT_TOKEN, TALLY_SPOOL_DIR, TALLY_HOOK_BUDGET_MS.
@@ -100,7 +106,9 @@ pub(crate) fn run(args: Args, json: bool) -> anyhow::Result<ExitCode> {
         }
     };
     if json {
-        let _ = output::json(&serde_json::json!({"drv_path": drv, "message": line}));
+        // No DRV_PATH: null, not an empty string.
+        let drv_path = (!drv.is_empty()).then_some(&drv);
+        let _ = output::json(&serde_json::json!({"drv_path": drv_path, "message": line}));
     } else {
         eprintln!("{line}");
     }

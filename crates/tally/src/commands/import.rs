@@ -17,7 +17,7 @@ use tokio::sync::{Mutex, mpsc};
 use crate::output::{self, outln};
 use crate::runtime;
 
-/// Turn a binary cache's narinfos into attestations in a log.
+/// Turn a binary cache's narinfos into attestations in a log
 ///
 /// For each path, fetches `<hash>.narinfo` from the cache and submits its NarHash, NarSize
 /// and References, with the derivation from its Deriver. The output name is not in a
@@ -154,13 +154,13 @@ pub(crate) fn run(args: Args, json: bool) -> anyhow::Result<ExitCode> {
         }
         if summary.failures.len() > 20 {
             eprintln!(
-                "… and {} more failures (--json lists all)",
-                summary.failures.len() - 20
+                "… and {} more (--json lists all)",
+                output::count(summary.failures.len() - 20, "failure", "failures")
             );
         }
         outln!(
-            "{} paths from {} into {} in {seconds:.1} s: {} imported, {} already present, {} missing upstream, {} failed",
-            summary.paths,
+            "{} from {} into {} in {seconds:.1} s: {} imported, {} already present, {} missing upstream, {} failed",
+            output::count(summary.paths, "path", "paths"),
             args.from_cache,
             args.to.log,
             summary.imported,

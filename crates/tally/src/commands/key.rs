@@ -8,13 +8,13 @@ use tally_core::SigningKey;
 use crate::output;
 use crate::output::outln;
 
-/// Inspect signing keys.
+/// Inspect signing keys
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum Command {
     Public(PublicArgs),
 }
 
-/// Print the public halves of a secret key.
+/// Print the public halves of a secret key
 ///
 /// Prints three lines: the Nix public key (name:base64, as in trusted-public-keys), the
 /// signed-note verifier key (name+id+base64, as trust policies, aggregators and `--vkey` take

@@ -9,7 +9,7 @@ use tally_core::KeyName;
 use crate::output;
 use crate::output::outln;
 
-/// Create a new Ed25519 signing key in Nix's secret key format.
+/// Create an Ed25519 signing key in Nix's secret key format
 ///
 /// The key file is written with mode 0600 and is never overwritten. For a log, the name is the
 /// log's origin; for a binary cache proxy, the name Nix users will see in trusted-public-keys.

@@ -12,11 +12,11 @@ use tally_proto::v1;
 use crate::output::{out, outln};
 use crate::{config, output, runtime};
 
-/// Run and inspect an attester log.
+/// Run and inspect an attester log
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum Command {
     Serve(ServeArgs),
-    /// Check a log daemon's config file without starting it.
+    /// Check a log daemon's config file without starting it
     ///
     /// Checks everything `serve` would refuse: every option, the key file (present, mode
     /// 0600, named after the origin), the token file, that the directories can be created,
@@ -35,7 +35,7 @@ pub(crate) enum Command {
     Lookup(LookupArgs),
 }
 
-/// Run the attester log daemon.
+/// Run the attester log daemon
 ///
 /// Serves gRPC reads and the C2SP tlog-tiles HTTP API on `listen`, takes submits on the Unix
 /// socket (and over TCP with a bearer token, if configured), and drains the post-build hook's
@@ -54,7 +54,7 @@ pub(crate) struct ServeArgs {
     ready: runtime::ReadyFile,
 }
 
-/// Print a log's latest checkpoint, and verify it with --vkey.
+/// Print a log's latest checkpoint, verified with --vkey
 ///
 /// Examples:
 ///
@@ -72,7 +72,7 @@ pub(crate) struct CheckpointArgs {
     vkey: Option<VerifyingKey>,
 }
 
-/// Ask a log about one output path, and verify the answer offline.
+/// Ask a log about one output path, and verify the answer
 ///
 /// Prints the attestation, or that the log has none, after checking the checkpoint's
 /// signature, the map proof and (if present) the entry's inclusion proof. Exits 1 if any

@@ -25,9 +25,13 @@ use clap::{Parser, Subcommand};
 /// Builders log what they built; aggregators check the logs and answer n-of-m questions;
 /// a binary cache proxy serves only what a quorum of builders agrees on.
 #[derive(Parser, Debug)]
-#[command(name = "tally", version, propagate_version = true)]
+// `-V` only here: the subcommands have no versions of their own.
+#[command(name = "tally", version)]
 pub(crate) struct Cli {
-    /// Print machine-readable JSON instead of text.
+    /// Print machine-readable JSON instead of text: results, and errors as {"error", "causes"}.
+    ///
+    /// Every command honours it, before or after the subcommand's name. For the daemons
+    /// (`serve`) it changes how a refusal to start is printed: one JSON object on stdout.
     #[arg(long, global = true)]
     json: bool,
 
@@ -88,6 +92,6 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(args) => import::run(args, json),
         Command::Bench(cmd) => bench::run(cmd, json),
         Command::Demo(args) => demo::run(args, json),
-        Command::Completions(args) => completions::run(args),
+        Command::Completions(args) => completions::run(args, json),
     }
 }

@@ -14,7 +14,7 @@ use tally_proto::client::Address;
 use crate::output::outln;
 use crate::{output, runtime};
 
-/// Write the proofs that a store path is trusted, one C2SP tlog-proof per agreeing log.
+/// Write the proofs that a path is trusted: a tlog-proof per log
 ///
 /// Asks the logs of your trust policy (at their URLs, or through --aggregator), checks every
 /// answer under the policy, and for each log whose verified answer supports the agreed NAR

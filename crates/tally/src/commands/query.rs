@@ -18,7 +18,7 @@ use tally_proto::v1;
 use crate::output::outln;
 use crate::{output, progress, runtime};
 
-/// Ask an aggregator whether enough logs agree on paths.
+/// Ask an aggregator whether enough logs agree on paths
 ///
 /// With --policy-file (your own trust policy: the logs' keys, witnesses and quorums, see
 /// docs/formats.md), every log's answer is checked (checkpoint signature, cosignatures, map
@@ -47,7 +47,9 @@ pub(crate) struct QueryArgs {
     paths: Vec<String>,
 }
 
-/// Exit 0 only if every path is trusted, with verified proofs: a gate for CI and promotion.
+/// Check that every path is trusted, with verified proofs
+///
+/// Exits 0 only if every path is trusted: a gate for CI and promotion.
 ///
 /// Every log's answer is checked against your trust policy (--policy-file); a path counts as
 /// trusted only if the verified answers meet its quorum. Without a policy file nothing can be
@@ -168,9 +170,9 @@ pub(super) async fn ask(
         };
         if response.results.len() != chunk.len() {
             bail!(
-                "{aggregator} answered {} results for {} paths",
-                response.results.len(),
-                chunk.len()
+                "{aggregator} answered {} for {}",
+                output::count(response.results.len(), "result", "results"),
+                output::count(chunk.len(), "path", "paths")
             );
         }
         applied = response.policy;
@@ -293,10 +295,10 @@ fn print(r: &PathResult) {
             for c in candidates {
                 let o: Vec<&str> = c.origins.iter().map(KeyName::as_str).collect();
                 p(format!(
-                    "  candidate {} size {} ({} refs) backed by {}",
+                    "  candidate {} size {} ({}) backed by {}",
                     c.nar_hash,
                     c.nar_size,
-                    c.references.len(),
+                    output::count(c.references.len(), "ref", "refs"),
                     o.join(", ")
                 ));
             }
@@ -464,8 +466,8 @@ pub(crate) fn check(args: CheckArgs, json: bool) -> anyhow::Result<ExitCode> {
         }
         match &trust {
             Some(t) => eprintln!(
-                "{trusted} of {} paths trusted, proofs checked, under your policy: {t}",
-                results.len()
+                "{trusted} of {} trusted, proofs checked, under your policy: {t}",
+                output::count(results.len(), "path", "paths")
             ),
             None => eprintln!(
                 "no --policy-file: nothing above is verified ({UNVERIFIED}); \

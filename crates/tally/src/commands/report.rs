@@ -11,7 +11,7 @@ use tally_proto::client::Address;
 use crate::output::{self, outln};
 use crate::runtime;
 
-/// Classify every path of a closure or an SBOM by what the followed logs attest.
+/// Classify a closure's or an SBOM's paths by what the logs attest
 ///
 ///   reproduced  at least 2 logs attest it, all the same NAR
 ///   disputed    logs attest different NARs (hash, size or references)
@@ -127,9 +127,9 @@ fn print(r: &tally_aggregator::reports::Report) {
     }
     outln!();
     outln!(
-        "{} paths, {} logs ({})",
-        r.summary.total(),
-        r.logs.len(),
+        "{}, {} ({})",
+        output::count(r.summary.total(), "path", "paths"),
+        output::count(r.logs.len(), "log", "logs"),
         r.logs.join(", ")
     );
     for c in Reproducibility::ALL {

@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 use crate::output::outln;
 use crate::{output, runtime};
 
-/// Submit attestations to a log.
+/// Submit attestations to a log
 ///
 /// One attestation comes from flags; many come from JSON lines (--jsonl FILE, or - for
 /// stdin), one attestation per line in the form docs/formats.md shows. All input is checked
@@ -114,8 +114,8 @@ pub(crate) fn run(args: Args, json: bool) -> anyhow::Result<ExitCode> {
             );
         }
         outln!(
-            "submitted {} attestation(s) to {} in {seconds:.2} s: {} appended, {} already present, {} conflicting; log size {}",
-            summary.submitted,
+            "submitted {} to {} in {seconds:.2} s: {} appended, {} already present, {} conflicting; log size {}",
+            output::count(summary.submitted, "attestation", "attestations"),
             args.to.log,
             summary.appended,
             summary.duplicates,

@@ -14,7 +14,7 @@ use indicatif::ProgressBar;
 use crate::output::outln;
 use crate::{output, runtime};
 
-/// Load generators.
+/// Measure throughput and latency under load
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum Command {
     Submit(submit::SubmitArgs),
@@ -70,13 +70,13 @@ pub(crate) fn run(cmd: Command, json: bool) -> anyhow::Result<ExitCode> {
         output::json(&report)?;
     } else {
         outln!(
-            "{}: {} {} in {:.1} s = {:.0}/s; {} requests, latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms{}{}",
+            "{}: {} {} in {:.1} s = {:.0}/s; {}, latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms{}{}",
             report.mode,
             report.count,
             report.unit,
             report.seconds,
             report.per_second,
-            report.requests,
+            output::count(report.requests, "request", "requests"),
             report.latency_ms_p50,
             report.latency_ms_p99,
             report.latency_ms_max,

@@ -15,7 +15,7 @@ use tally_nix::narinfo::NarInfo;
 use super::{Report, closed_loop, rss_mb, sample_walk};
 use crate::output::{self, outln};
 
-/// Load a binary cache with narinfo requests and report throughput and latency.
+/// Load a cache with narinfo requests, report throughput and latency
 ///
 /// N clients each fetch narinfos of sample paths (samples 0..RANGE) back to back until C
 /// are answered, over one keep-alive HTTP client as Nix would. Point it at a `tally cache`
@@ -45,8 +45,10 @@ pub(crate) struct NarinfoArgs {
     daemon_pid: Option<u32>,
 }
 
-/// Write a file:// binary cache holding the narinfos of sample attestations 0..COUNT (no
-/// NAR files), for `tally bench narinfo` and for logs filled by `tally bench submit`.
+/// Write a file:// cache of sample narinfos for `tally bench narinfo`
+///
+/// It holds the narinfos of sample attestations 0..COUNT (no NAR files), which match the
+/// logs `tally bench submit` fills.
 ///
 /// Example:
 ///
@@ -88,8 +90,9 @@ pub(super) async fn run(args: NarinfoArgs) -> anyhow::Result<Report> {
     .await?;
     let missing = missing.load(Ordering::Relaxed);
     let mode = format!(
-        "{} clients fetching narinfos from {} ({} not found)",
-        args.clients, args.cache, missing
+        "{} fetching narinfos from {} ({missing} not found)",
+        output::count(args.clients, "client", "clients"),
+        args.cache
     );
     let mut report = Report::new(mode, "narinfos", args.count, &run);
     report.daemon_rss_mb = args.daemon_pid.and_then(rss_mb);
@@ -127,7 +130,11 @@ pub(super) fn write_sample_cache(args: SampleCacheArgs, json: bool) -> anyhow::R
     if json {
         output::json(&serde_json::json!({"dir": args.dir, "narinfos": args.count}))?;
     } else {
-        outln!("wrote {} narinfos to {}", args.count, args.dir.display());
+        outln!(
+            "wrote {} to {}",
+            output::count(args.count, "narinfo", "narinfos"),
+            args.dir.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -6,8 +6,9 @@ use tally_proto::client::{self, Address};
 use tally_proto::v1;
 
 use super::{Report, closed_loop, rss_mb, sample_walk};
+use crate::output;
 
-/// Load an aggregator with queries and report throughput and latency.
+/// Load an aggregator with queries, report throughput and latency
 ///
 /// N clients each send Query requests of B sample paths back to back (samples 0..RANGE,
 /// so most are attested by logs the `bench submit` samples filled) until C paths are
@@ -74,9 +75,9 @@ pub(super) async fn run(args: QueryArgs) -> anyhow::Result<Report> {
     })
     .await?;
     let mode = format!(
-        "{} clients × queries of {} paths{}",
-        args.clients,
-        args.batch,
+        "{} × queries of {}{}",
+        output::count(args.clients, "client", "clients"),
+        output::count(args.batch, "path", "paths"),
         if args.proofs { " with proofs" } else { "" }
     );
     let mut report = Report::new(mode, "paths", args.count, &run);

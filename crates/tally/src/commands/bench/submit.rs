@@ -9,8 +9,9 @@ use tally_core::sample;
 use tally_proto::v1;
 
 use super::{Report, Run, closed_loop, rss_mb};
+use crate::output;
 
-/// Load a log with submits and report throughput and latency.
+/// Load a log with submits, report throughput and latency
 ///
 /// By default N clients each submit batches of B sample attestations back to back until C
 /// are acknowledged (durably, as always). With --rate, single-attestation submits are sent
@@ -86,7 +87,11 @@ pub(super) async fn run(args: SubmitArgs) -> anyhow::Result<Report> {
     };
     let (mode, run) = match args.rate {
         None => (
-            format!("{} clients × batches of {}", args.clients, args.batch),
+            format!(
+                "{} × batches of {}",
+                output::count(args.clients, "client", "clients"),
+                args.batch
+            ),
             closed_loop(requests, args.clients, &bar, send).await?,
         ),
         Some(rate) => (

@@ -17,9 +17,9 @@ use tally_core::{Hash, KeyName, NarHash, SigningKey, sample};
 use tally_proto::client::{self, Address, BearerToken};
 use tally_proto::v1;
 
-use crate::runtime;
+use crate::{output, runtime};
 
-/// Run a three-builder federation with an aggregator and a binary cache proxy on loopback.
+/// Run a demo federation: three builders, an aggregator, a cache
 ///
 /// Starts three attester log daemons, an aggregator (with a witness) and a binary cache
 /// proxy in a temporary directory with fresh keys. Feeds the logs realistic sample
@@ -361,8 +361,8 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
         )?;
         writeln!(
             text,
-            "  fed {} attestations to each log in {:.1} s; the aggregator mirrored and verified them in {:.1} s\n",
-            args.entries,
+            "  fed {} to each log in {:.1} s; the aggregator mirrored and verified them in {:.1} s\n",
+            output::count(args.entries, "attestation", "attestations"),
             fed.as_secs_f64(),
             synced.as_secs_f64()
         )?;
@@ -409,8 +409,8 @@ async fn federation(args: Args, dir: PathBuf, json: bool) -> anyhow::Result<Exit
         }
         writeln!(
             text,
-            "\nreport http://{agg_addr}/reports/demo ({} paths): {}",
-            report.summary.total(),
+            "\nreport http://{agg_addr}/reports/demo ({}): {}",
+            output::count(report.summary.total(), "path", "paths"),
             Reproducibility::ALL
                 .map(|c| format!("{:.1}% {c}", report.summary.percent(c)))
                 .join(", ")
