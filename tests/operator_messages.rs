@@ -294,6 +294,18 @@ fn connection_refused_is_said_once_with_the_command_to_run() {
             .contains("/nonexistent/log.toml"),
         "{v}"
     );
+    // A usage error (clap's) with --json is JSON too, naming the bad argument.
+    let out = tally()
+        .args(["--json", "query", "--no-such-flag", &path])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("usage error --json: {e}: {}", stdout(&out)));
+    assert!(
+        v["error"].as_str().unwrap().contains("--no-such-flag"),
+        "{v}"
+    );
 }
 
 // ---- keys ----------------------------------------------------------------------------------
@@ -762,6 +774,17 @@ async fn paths_are_taken_the_way_users_have_them() {
     assert!(
         err.contains(&dir.path().display().to_string()) && err.contains("not in /nix/store"),
         "{err}"
+    );
+
+    // A `result` link whose target was garbage-collected still names its store path.
+    let dangling = dir.path().join("result-gone");
+    std::os::unix::fs::symlink(a.output_path().to_string(), &dangling).unwrap();
+    let out = lookup(dangling.to_str().unwrap());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("attests {} at entry 0", a.output_path())),
+        "{}",
+        stdout(&out)
     );
 
     // A real `result` symlink is its store path.

@@ -264,13 +264,19 @@ impl Follower {
             let key = self.log.vkey.clone();
             let result = match self.remote(i).await {
                 Ok(r) => r.checkpoint(&key).await,
-                Err(e) => Err(e),
+                Err(e) => Err(Failure::Down(e)),
             };
             match result {
                 Ok(c) => views.push((i, c)),
-                Err(e) => {
+                Err(Failure::Down(e)) => {
                     unreachable.push((i, e));
                     self.remotes[i] = None;
+                }
+                // A checkpoint not signed by the configured key: another log at this URL,
+                // or a stale key in the config.
+                Err(Failure::Faulty(e)) => {
+                    unreachable.push((i, e.clone()));
+                    self.fault(i, e);
                 }
             }
         }

@@ -59,23 +59,25 @@ impl Remote {
         Ok(Remote { client, timeout })
     }
 
-    /// The log's latest checkpoint, verified with its key.
+    /// The log's latest checkpoint, verified with its key. One that does not verify is the
+    /// URL's fault (or a stale key in the config), not a network failure.
     pub(crate) async fn checkpoint(
         &mut self,
         key: &VerifyingKey,
-    ) -> Result<StoredCheckpoint, String> {
+    ) -> Result<StoredCheckpoint, Failure> {
         let note = within(self.timeout, || "GetCheckpoint".into(), async {
             self.client
                 .get_checkpoint(v1::GetCheckpointRequest {})
                 .await
                 .map_err(|s| format!("GetCheckpoint: {}", s.message()))
         })
-        .await?
+        .await
+        .map_err(Failure::Down)?
         .into_inner()
         .note;
         tally_core::SignedCheckpoint::open(&note, key)
-            .map_err(|e| format!("its checkpoint does not verify: {e}"))?;
-        StoredCheckpoint::from_note(note).map_err(|e| e.to_string())
+            .map_err(|e| Failure::Faulty(format!("its checkpoint does not verify: {e}")))?;
+        StoredCheckpoint::from_note(note).map_err(|e| Failure::Faulty(e.to_string()))
     }
 
     /// Entries from `start`, in pages, up to `end` or until they hold `max_bytes` (at least

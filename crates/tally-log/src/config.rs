@@ -211,8 +211,11 @@ impl Config {
             return bad(
                 "witness_quorum",
                 format!(
-                    "{q} is more than the {} witnesses configured",
-                    self.witnesses.len()
+                    "{q} is more than the {} configured",
+                    match self.witnesses.len() {
+                        1 => "1 witness".to_owned(),
+                        n => format!("{n} witnesses"),
+                    }
                 ),
             );
         }

@@ -24,21 +24,33 @@ fn key_error(path: &Path, problem: impl ToString) -> StoreError {
 
 /// Reads a secret key, refusing files readable by group or others.
 pub fn read_signing_key(path: &Path) -> Result<SigningKey, StoreError> {
-    let text = read_secret(path)?;
+    let text = read_secret_file(
+        path,
+        &format!(
+            "does not exist; make one with `tally keygen --name NAME --secret-key-file {}`",
+            path.display()
+        ),
+    )?;
     SigningKey::from_nix_secret(&text).map_err(|e| key_error(path, e))
 }
 
-/// Reads a secret file (trimmed), refusing files readable by group or others, and empty ones.
+/// Reads a secret file such as a bearer token (trimmed), refusing files readable by group
+/// or others, and empty ones.
 pub fn read_secret(path: &Path) -> Result<Zeroizing<String>, StoreError> {
-    let meta = fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => key_error(
-            path,
-            format!(
-                "does not exist; make a key with `tally keygen --name NAME --secret-key-file {p}`, \
-                 or a token with `head -c 32 /dev/urandom | base64 > {p}; chmod 600 {p}`",
-                p = path.display()
-            ),
+    read_secret_file(
+        path,
+        &format!(
+            "does not exist; make a token with `head -c 32 /dev/urandom | base64 > {p}; chmod \
+             600 {p}`",
+            p = path.display()
         ),
+    )
+}
+
+/// Reads a secret file; `missing` says how to make one.
+fn read_secret_file(path: &Path, missing: &str) -> Result<Zeroizing<String>, StoreError> {
+    let meta = fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => key_error(path, missing),
         _ => io(path)(e),
     })?;
     let mode = meta.permissions().mode() & 0o777;

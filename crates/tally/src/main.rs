@@ -30,7 +30,19 @@ fn main() -> ExitCode {
         args.truncate(1);
         args.push("hook".into());
     }
-    let cli = commands::Cli::parse_from(args);
+    let cli = match commands::Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        // Help and version go to stdout as clap writes them; usage errors are JSON when
+        // --json was asked for, like every other error.
+        Err(e) if e.use_stderr() && args.iter().any(|a| a == "--json") => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or_default();
+            let message = first.strip_prefix("error: ").unwrap_or(first);
+            output::error(&anyhow::anyhow!("{message}"), true);
+            return ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
     let json = cli.json();
     match commands::run(cli) {
         Ok(code) => code,

@@ -11,9 +11,16 @@ fn resolve(arg: &str) -> anyhow::Result<String> {
     if arg.starts_with(STORE_DIR) || looks_like_hash {
         return Ok(arg.to_owned());
     }
-    let target = std::fs::canonicalize(arg).with_context(|| {
-        format!("{arg:?} is not a store path, a hash part, or a file that leads into {STORE_DIR}")
-    })?;
+    let target = match std::fs::canonicalize(arg) {
+        Ok(t) => t,
+        // A `result` link whose target was garbage-collected still names its store path.
+        Err(_) => match std::fs::read_link(arg) {
+            Ok(link) if link.starts_with(STORE_DIR) => link,
+            _ => bail!(
+                "{arg:?} is not a store path, a hash part, or a file that leads into {STORE_DIR}"
+            ),
+        },
+    };
     let target = target.to_string_lossy().into_owned();
     if !target.starts_with(STORE_DIR) {
         bail!("{arg} resolves to {target}, which is not in {STORE_DIR}");

@@ -96,11 +96,19 @@ pub(crate) fn run(args: Args, json: bool) -> anyhow::Result<ExitCode> {
             attestations,
             file,
             reason,
-        } => format!(
-            "{who} not attested yet ({reason}); {attestations} attestation{} spooled in {}, to be submitted when the log takes them",
-            if *attestations == 1 { "" } else { "s" },
-            file.display()
-        ),
+        } => {
+            // After a configuration error, nothing is sent until the configuration is fixed.
+            let when = if reason.starts_with("configuration error") {
+                "to be submitted once the configuration is fixed"
+            } else {
+                "to be submitted when the log takes them"
+            };
+            format!(
+                "{who} not attested yet ({reason}); {attestations} attestation{} spooled in {}, {when}",
+                if *attestations == 1 { "" } else { "s" },
+                file.display()
+            )
+        }
         HookOutcome::Refused(reason) | HookOutcome::Failed(reason) => {
             format!("{who} NOT attested: {reason}")
         }
