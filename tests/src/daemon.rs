@@ -517,6 +517,10 @@ impl CacheDaemon {
     pub fn stop(&mut self) {
         self.process.stop();
     }
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
 
     /// `http://<addr>`.
     pub fn url(&self) -> String {

@@ -12,6 +12,7 @@ pub mod hostile_log;
 pub mod http;
 pub mod litewitness;
 pub mod lying_aggregator;
+pub mod nginx;
 pub mod nix;
 pub mod proxy;
 pub mod upstream;

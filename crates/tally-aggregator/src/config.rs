@@ -204,8 +204,27 @@ impl Config {
                 return bad(at("urls"), "needs at least one URL".into());
             }
             for url in &log.urls {
-                if let Err(e) = url.parse::<Address>() {
-                    return bad(at("urls"), e.to_string());
+                match url.strip_prefix(crate::remote::TILES_PREFIX) {
+                    Some(base) if base.starts_with("http://") || base.starts_with("https://") => {}
+                    Some(_) => {
+                        return bad(
+                            at("urls"),
+                            format!(
+                                "{url:?}: a tlog-tiles URL is tiles+http://host/prefix or \
+                                 tiles+https://host/prefix"
+                            ),
+                        );
+                    }
+                    None => {
+                        if let Err(e) = url.parse::<Address>() {
+                            return bad(
+                                at("urls"),
+                                format!(
+                                    "{e}; or tiles+https://host/prefix for the log's tlog-tiles"
+                                ),
+                            );
+                        }
+                    }
                 }
             }
         }

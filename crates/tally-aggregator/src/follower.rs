@@ -949,7 +949,7 @@ async fn fetch_chunks(
             end = if end - 1 > start { end - 1 } else { end + 1 };
         }
         let fetched = async {
-            let mut entries = remote.entries(start, end, MAX_CHUNK_BYTES).await?;
+            let mut entries = remote.entries(start, end, total, MAX_CHUNK_BYTES).await?;
             // The byte budget may end the chunk early; its end must still not be a power
             // of two.
             let mut end = start + entries.len() as u64;

@@ -30,6 +30,7 @@ pub mod reports;
 mod server;
 pub mod service;
 pub mod status;
+mod tile_source;
 pub mod witness;
 
 pub use config::Config;

@@ -1,4 +1,7 @@
-//! Talking to one URL of a followed log: its checkpoint, entries and consistency proofs.
+//! Talking to one URL of a followed log: its checkpoint, entries and consistency proofs,
+//! over gRPC (`http://`, `https://`, `unix:`) or over tlog-tiles (`tiles+http://`,
+//! `tiles+https://`: the daemon's HTTP port, a static directory behind a web server, or a
+//! mirror; see [`crate::tile_source`]).
 //!
 //! A log (or whatever answers at its URL) may be hostile. Every call has a deadline, a page
 //! of entries may hold no more entries than asked and no entry larger than an attestation
@@ -13,6 +16,8 @@ use tally_core::{Hash, VerifyingKey};
 use tally_proto::client::{self, Address, BearerToken, Client};
 use tally_proto::v1;
 use tally_store::StoredCheckpoint;
+
+use crate::tile_source::TileSource;
 
 /// The most entries asked for in one `GetEntries` call (the log's limit).
 const PAGE: u64 = 1000;
@@ -37,16 +42,95 @@ async fn within<T>(
         .unwrap_or_else(|_| Err(format!("{}: no answer in {limit:?}", what())))
 }
 
-/// A connection to one URL of a log.
-pub(crate) struct Remote {
+/// One URL of a log.
+pub(crate) enum Remote {
+    /// The log's gRPC API.
+    Grpc(Grpc),
+    /// The log's tlog-tiles.
+    Tiles(TileSource),
+}
+
+/// The scheme prefix of a tlog-tiles URL.
+pub(crate) const TILES_PREFIX: &str = "tiles+";
+
+impl Remote {
+    /// Connects; each call may then take up to `timeout`.
+    pub(crate) async fn connect(url: &str, timeout: Duration) -> Result<Remote, String> {
+        match url.strip_prefix(TILES_PREFIX) {
+            Some(base) => Ok(Remote::Tiles(TileSource::new(base, timeout)?)),
+            None => Ok(Remote::Grpc(Grpc::connect(url, timeout).await?)),
+        }
+    }
+
+    /// The log's latest checkpoint, verified with its key.
+    pub(crate) async fn checkpoint(
+        &mut self,
+        key: &VerifyingKey,
+    ) -> Result<StoredCheckpoint, Failure> {
+        match self {
+            Remote::Grpc(g) => g.checkpoint(key).await,
+            Remote::Tiles(t) => t.checkpoint(key).await,
+        }
+    }
+
+    /// Entries from `start`, up to `end` or until they hold `max_bytes` (at least one page or
+    /// bundle is read), of a tree of `total` entries.
+    pub(crate) async fn entries(
+        &mut self,
+        start: u64,
+        end: u64,
+        total: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<Vec<u8>>, Failure> {
+        match self {
+            Remote::Grpc(g) => g.entries(start, end, max_bytes).await,
+            Remote::Tiles(t) => t.entries(start, end, total, max_bytes).await,
+        }
+    }
+
+    /// The prefix path from `old` to `new` (the consistency proof, for an `old` that is not
+    /// a power of two).
+    pub(crate) async fn consistency(&mut self, old: u64, new: u64) -> Result<Vec<Hash>, String> {
+        match self {
+            Remote::Grpc(g) => g.consistency(old, new).await,
+            Remote::Tiles(t) => t.prefix_path(old, new).await,
+        }
+    }
+
+    /// The log's answer about a path (gRPC only: tlog-tiles has no lookups).
+    pub(crate) async fn lookup(
+        &mut self,
+        path: &tally_core::StorePathHash,
+    ) -> Result<tally_core::answer::LogAnswer, String> {
+        match self {
+            Remote::Grpc(g) => g.lookup(path).await,
+            Remote::Tiles(_) => Err("lookups need the log's gRPC API, not tlog-tiles".into()),
+        }
+    }
+
+    /// The log's inclusion proof for entry `index` in its tree of `size`.
+    pub(crate) async fn inclusion(
+        &mut self,
+        index: u64,
+        size: u64,
+    ) -> Result<tally_core::tlog::InclusionProof, String> {
+        match self {
+            Remote::Grpc(g) => g.inclusion(index, size).await,
+            Remote::Tiles(t) => t.inclusion(index, size).await,
+        }
+    }
+}
+
+/// A gRPC connection to one URL of a log.
+pub(crate) struct Grpc {
     client: Client,
     /// The longest one call may take, a page of entries included.
     timeout: Duration,
 }
 
-impl Remote {
+impl Grpc {
     /// Connects; each call may then take up to `timeout`.
-    pub(crate) async fn connect(url: &str, timeout: Duration) -> Result<Remote, String> {
+    async fn connect(url: &str, timeout: Duration) -> Result<Grpc, String> {
         let address: Address = url
             .parse()
             .map_err(|e: client::ClientError| e.to_string())?;
@@ -56,15 +140,12 @@ impl Remote {
                 .map_err(|e| e.to_string())
         })
         .await?;
-        Ok(Remote { client, timeout })
+        Ok(Grpc { client, timeout })
     }
 
     /// The log's latest checkpoint, verified with its key. One that does not verify is the
     /// URL's fault (or a stale key in the config), not a network failure.
-    pub(crate) async fn checkpoint(
-        &mut self,
-        key: &VerifyingKey,
-    ) -> Result<StoredCheckpoint, Failure> {
+    async fn checkpoint(&mut self, key: &VerifyingKey) -> Result<StoredCheckpoint, Failure> {
         let note = within(self.timeout, || "GetCheckpoint".into(), async {
             self.client
                 .get_checkpoint(v1::GetCheckpointRequest {})
@@ -82,7 +163,7 @@ impl Remote {
 
     /// Entries from `start`, in pages, up to `end` or until they hold `max_bytes` (at least
     /// one page is read).
-    pub(crate) async fn entries(
+    async fn entries(
         &mut self,
         start: u64,
         end: u64,
@@ -162,7 +243,7 @@ impl Remote {
     }
 
     /// The log's answer about a path, as it sent it (unchecked).
-    pub(crate) async fn lookup(
+    async fn lookup(
         &mut self,
         path: &tally_core::StorePathHash,
     ) -> Result<tally_core::answer::LogAnswer, String> {
@@ -179,8 +260,7 @@ impl Remote {
         tally_core::answer::LogAnswer::try_from(&r).map_err(|e| format!("Lookup {path}: {e}"))
     }
 
-    /// The log's inclusion proof for entry `index` in its tree of `size`.
-    pub(crate) async fn inclusion(
+    async fn inclusion(
         &mut self,
         index: u64,
         size: u64,
@@ -204,7 +284,7 @@ impl Remote {
     }
 
     /// The log's consistency proof from `old` to `new`.
-    pub(crate) async fn consistency(&mut self, old: u64, new: u64) -> Result<Vec<Hash>, String> {
+    async fn consistency(&mut self, old: u64, new: u64) -> Result<Vec<Hash>, String> {
         let p = within(
             self.timeout,
             || format!("GetConsistencyProof {old}→{new}"),

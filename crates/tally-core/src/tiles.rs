@@ -22,7 +22,7 @@ pub const TILE_WIDTH: u64 = 256;
 pub const MAX_LEVEL: u8 = 63;
 
 /// A tile or entry bundle, as named by its URL path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TilePath {
     /// What the tile holds.
     pub kind: TileKind,
@@ -33,7 +33,7 @@ pub struct TilePath {
 }
 
 /// Hash tile or entry bundle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TileKind {
     /// Hashes of tree level `8 · level`.
     Hash {
@@ -193,6 +193,45 @@ pub fn bundle_entries(bundle: &[u8]) -> Result<Vec<&[u8]>, BundleError> {
     Ok(out)
 }
 
+/// The tiles and entry bundles a tree of `size` leaves has that a tree of `old` leaves did
+/// not: every tile completed since, and the partial tiles at `size` that differ from
+/// those at `old`. Publishing these for each new checkpoint publishes the whole tree.
+pub fn new_tiles(old: u64, size: u64) -> Vec<TilePath> {
+    let mut out = Vec::new();
+    if size <= old {
+        return out;
+    }
+    let mut kinds = vec![TileKind::Entries];
+    let mut level = 0u8;
+    while level <= MAX_LEVEL && size.checked_shr(u32::from(level) * 8).unwrap_or(0) > 0 {
+        kinds.push(TileKind::Hash { level });
+        level += 1;
+    }
+    for kind in kinds {
+        let shift = kind.tree_level();
+        let (was, now) = (
+            old.checked_shr(shift).unwrap_or(0),
+            size.checked_shr(shift).unwrap_or(0),
+        );
+        for index in was / TILE_WIDTH..now / TILE_WIDTH {
+            out.push(TilePath {
+                kind,
+                index,
+                partial: None,
+            });
+        }
+        let width = now % TILE_WIDTH;
+        if width > 0 && now != was {
+            out.push(TilePath {
+                kind,
+                index: now / TILE_WIDTH,
+                partial: Some(width as u8),
+            });
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,5 +317,46 @@ mod tests {
         assert_eq!(bundle_entries(&b).unwrap(), [&b"one"[..], b"", b"three"]);
         assert_eq!(bundle_entries(&b[..b.len() - 1]), Err(BundleError(7)));
         assert_eq!(bundle_entries(&[0]), Err(BundleError(0)));
+    }
+
+    #[test]
+    fn new_tiles_cover_the_tree_once() {
+        // Growing 0 → 70,000 in uneven steps publishes every tile a 70,000 tree has, full
+        // ones once, and each step's partial tiles.
+        let mut all = std::collections::BTreeSet::new();
+        let mut old = 0;
+        for size in [1, 255, 256, 257, 65_535, 65_536, 65_537, 70_000] {
+            for t in new_tiles(old, size) {
+                assert!(
+                    TilePath::for_tree(t.kind, t.index, size) == Some(t),
+                    "{t} at {size}"
+                );
+                if t.partial.is_none() {
+                    assert!(all.insert(t.to_string()), "{t} twice");
+                }
+            }
+            old = size;
+        }
+        let full = |kind, nodes: u64| {
+            (0..nodes / 256).map(move |i| TilePath {
+                kind,
+                index: i,
+                partial: None,
+            })
+        };
+        let expected: std::collections::BTreeSet<String> = full(TileKind::Entries, 70_000)
+            .chain(full(TileKind::Hash { level: 0 }, 70_000))
+            .chain(full(TileKind::Hash { level: 1 }, 70_000 >> 8))
+            .map(|t| t.to_string())
+            .collect();
+        assert_eq!(all, expected);
+        assert_eq!(
+            new_tiles(256, 300)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["tile/entries/001.p/44", "tile/0/001.p/44"]
+        );
+        assert!(new_tiles(300, 300).is_empty());
     }
 }

@@ -68,6 +68,10 @@ pub struct Config {
     /// Seconds a connection may stay silent before it is closed.
     #[serde(default = "tally_proto::serve::default_idle_timeout_secs")]
     pub idle_timeout_secs: u64,
+    /// A directory to publish the log into as static files (its checkpoint and tlog-tiles
+    /// tiles), for a web server or CDN to serve. Unset: tiles are served by the daemon only.
+    #[serde(default)]
+    pub tiles_dir: Option<PathBuf>,
     /// Witnesses asked to cosign new checkpoints (C2SP tlog-witness `add-checkpoint`).
     #[serde(default)]
     pub witnesses: Vec<WitnessConfig>,

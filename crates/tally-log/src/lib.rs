@@ -23,6 +23,7 @@ pub mod sequencer;
 mod server;
 pub mod service;
 pub mod spool;
+pub mod tile_dir;
 pub mod witnessing;
 
 pub use config::Config;

@@ -113,6 +113,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     } else {
         Published::latest(Arc::clone(&store))
     });
+    let tiles = config.tiles_dir.clone().map(|dir| {
+        tokio::spawn(crate::tile_dir::run(
+            dir,
+            Arc::clone(&published),
+            std::time::Duration::from_secs(1),
+            shutdown.clone(),
+        ))
+    });
     let witnessing = if config.witnesses.is_empty() {
         None
     } else {
@@ -176,6 +184,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         if let Some(w) = witnessing {
             let _ = w.await;
         }
+        if let Some(t) = tiles {
+            let _ = t.await;
+        }
         // Servers are done and the drainer has stopped: the sequencer commits what is queued.
         let _ = sequencer_task.await;
         let _ = std::fs::remove_file(&socket);
@@ -199,6 +210,7 @@ pub const HOST_CHECKS: &[&str] = &[
     "submit_token_file",
     "data_dir",
     "spool_dir",
+    "tiles_dir",
     "submit_socket",
     "submit_socket_group",
     "listen",
@@ -215,6 +227,9 @@ pub fn check_host(config: &Config) -> Result<(), LogError> {
     };
     dir("data_dir", &config.data_dir)?;
     dir("spool_dir", &config.spool_dir)?;
+    if let Some(tiles) = &config.tiles_dir {
+        dir("tiles_dir", tiles)?;
+    }
     if let Some(parent) = config.submit_socket.parent() {
         dir("submit_socket", parent)?;
     }
