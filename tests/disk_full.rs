@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tally_core::replay::Replay;
-use tally_core::{Attestation, SignedCheckpoint, sample};
+use tally_core::{Attestation, sample};
 use tally_proto::client::{self, Address, BearerToken};
 use tally_proto::v1;
 use tally_tests::daemon::{AggregatorDaemon, LogDaemon};
@@ -109,7 +109,7 @@ async fn a_full_disk_refuses_writes_loses_nothing_and_recovers() {
             assert_eq!(entries[*index as usize], sample::attestation(*n).as_bytes());
         }
     };
-    let (entries, _) = read_log(&log).await;
+    let (_, entries) = log.read_all().await;
     check(&entries, &acked);
 
     // An aggregator on a disk of its own, too small for the whole log, stops with the
@@ -162,41 +162,10 @@ async fn a_full_disk_refuses_writes_loses_nothing_and_recovers() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (entries, signed) = read_log(&log).await;
+    let (signed, entries) = log.read_all().await;
     check(&entries, &acked);
     let mut replay = Replay::of(&entries);
     assert_eq!(signed.checkpoint().tree, replay.tree_head());
     assert_eq!(signed.checkpoint().map_root, replay.map_root());
     agg.wait_verified(&log.origin, entries.len() as u64).await;
-}
-
-/// Every entry of the log, and its signed checkpoint.
-async fn read_log(log: &LogDaemon) -> (Vec<Vec<u8>>, SignedCheckpoint) {
-    let address: Address = log.socket().parse().unwrap();
-    let mut c = client::connect(&address, BearerToken::default())
-        .await
-        .unwrap();
-    let note = c
-        .get_checkpoint(v1::GetCheckpointRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .note;
-    let signed = SignedCheckpoint::open(&note, &log.vkey).unwrap();
-    let size = signed.checkpoint().tree.size;
-    let mut entries = Vec::new();
-    let mut at = 0;
-    while at < size {
-        let end = (at + 1000).min(size);
-        let mut pages = c
-            .get_entries(v1::GetEntriesRequest { start: at, end })
-            .await
-            .unwrap()
-            .into_inner();
-        while let Some(page) = pages.message().await.unwrap() {
-            entries.extend(page.entries);
-        }
-        at = end;
-    }
-    (entries, signed)
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tally_core::replay::Replay;
-use tally_core::{SignedCheckpoint, sample};
+use tally_core::sample;
 use tally_proto::client::{self, Address, BearerToken};
 use tally_proto::v1;
 use tally_tests::daemon::{AggregatorDaemon, LogDaemon};
@@ -106,33 +106,8 @@ async fn a_log_killed_under_load_keeps_every_acknowledged_attestation() {
 
     // Everything acknowledged is where it was acknowledged, under a checkpoint that is the
     // log's own signature over exactly these entries.
-    let address: Address = log.socket().parse().unwrap();
-    let mut c = client::connect(&address, BearerToken::default())
-        .await
-        .unwrap();
-    let note = c
-        .get_checkpoint(v1::GetCheckpointRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .note;
-    let signed = SignedCheckpoint::open(&note, &log.vkey).unwrap();
+    let (signed, entries) = log.read_all().await;
     let size = signed.checkpoint().tree.size;
-    let mut entries = Vec::with_capacity(size as usize);
-    let mut at = 0;
-    while at < size {
-        let end = (at + 1000).min(size);
-        let mut pages = c
-            .get_entries(v1::GetEntriesRequest { start: at, end })
-            .await
-            .unwrap()
-            .into_inner();
-        while let Some(page) = pages.message().await.unwrap() {
-            entries.extend(page.entries);
-        }
-        at = end;
-    }
-    assert_eq!(entries.len() as u64, size);
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() > 2000, "{} acknowledged", acked.len());
     for (n, index) in &acked {

@@ -76,17 +76,7 @@ async fn litewitness_cosignatures_count_towards_a_consumers_quorum() {
         .collect();
     // The log's key first, so that the first witness can be told about it.
     let origin = "witnessed.lw.test/log";
-    let key = dir.path().join("log/log.key");
-    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
-    tally_tests::run_ok(
-        tally_tests::tally()
-            .args(["keygen", "--name", origin, "--secret-key-file"])
-            .arg(&key),
-    );
-    let vkey = tally_store::read_signing_key(&key)
-        .unwrap()
-        .verifying_key()
-        .to_note_vkey();
+    let vkey = LogDaemon::key_for(&dir.path().join("log"), origin);
     ws[0].add_log(origin, &vkey);
     let list: Vec<(String, String)> = ws.iter().map(|w| (w.url(), w.vkey.clone())).collect();
     let log = LogDaemon::start(
@@ -165,17 +155,7 @@ async fn a_log_acknowledges_while_its_witness_is_down_and_catches_up() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = Litewitness::start(&dir.path().join("w"), "down.lw.test");
     let origin = "patient.lw.test/log";
-    let key = dir.path().join("log/log.key");
-    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
-    tally_tests::run_ok(
-        tally_tests::tally()
-            .args(["keygen", "--name", origin, "--secret-key-file"])
-            .arg(&key),
-    );
-    let vkey = tally_store::read_signing_key(&key)
-        .unwrap()
-        .verifying_key()
-        .to_note_vkey();
+    let vkey = LogDaemon::key_for(&dir.path().join("log"), origin);
     w.add_log(origin, &vkey);
     let log = LogDaemon::start(
         &dir.path().join("log"),
@@ -221,17 +201,7 @@ async fn an_idle_logs_cosignatures_stay_fresh() {
     let dir = tempfile::tempdir().unwrap();
     let w = Litewitness::start(&dir.path().join("w"), "fresh.lw.test");
     let origin = "idle.lw.test/log";
-    let key = dir.path().join("log/log.key");
-    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
-    tally_tests::run_ok(
-        tally_tests::tally()
-            .args(["keygen", "--name", origin, "--secret-key-file"])
-            .arg(&key),
-    );
-    let vkey = tally_store::read_signing_key(&key)
-        .unwrap()
-        .verifying_key()
-        .to_note_vkey();
+    let vkey = LogDaemon::key_for(&dir.path().join("log"), origin);
     w.add_log(origin, &vkey);
     let log = LogDaemon::start(
         &dir.path().join("log"),
@@ -423,17 +393,7 @@ async fn nix_substitutes_a_witnessed_path() {
     let dir = tempfile::tempdir().unwrap();
     let w = Litewitness::start(&dir.path().join("w"), "nix.lw.test");
     let origin = "nix.lw.test/log";
-    let key = dir.path().join("log/log.key");
-    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
-    tally_tests::run_ok(
-        tally_tests::tally()
-            .args(["keygen", "--name", origin, "--secret-key-file"])
-            .arg(&key),
-    );
-    let vkey = tally_store::read_signing_key(&key)
-        .unwrap()
-        .verifying_key()
-        .to_note_vkey();
+    let vkey = LogDaemon::key_for(&dir.path().join("log"), origin);
     w.add_log(origin, &vkey);
     let log = LogDaemon::start(
         &dir.path().join("log"),
@@ -478,17 +438,7 @@ async fn tally_proof_writes_standard_tlog_proofs() {
     let mut lines = String::new();
     for n in 1..=2 {
         let origin = format!("b{n}.proof.test/log");
-        let key = dir.path().join(format!("log{n}/log.key"));
-        std::fs::create_dir_all(key.parent().unwrap()).unwrap();
-        tally_tests::run_ok(
-            tally_tests::tally()
-                .args(["keygen", "--name", &origin, "--secret-key-file"])
-                .arg(&key),
-        );
-        let vkey = tally_store::read_signing_key(&key)
-            .unwrap()
-            .verifying_key()
-            .to_note_vkey();
+        let vkey = LogDaemon::key_for(&dir.path().join(format!("log{n}")), &origin);
         w.add_log(&origin, &vkey);
         let log = LogDaemon::start(
             &dir.path().join(format!("log{n}")),

@@ -220,6 +220,46 @@ pub struct LogDaemon {
 }
 
 impl LogDaemon {
+    /// Makes the key a log started in `dir` will sign with, and returns its verifier key:
+    /// a witness can be told about the log before it starts.
+    pub fn key_for(dir: &Path, origin: &str) -> String {
+        std::fs::create_dir_all(dir).unwrap();
+        ensure_key(&dir.join("log.key"), origin)
+            .verifying_key()
+            .to_note_vkey()
+    }
+
+    /// The log's checkpoint (the published one), its signature checked, and every entry
+    /// under it, read over its socket.
+    pub async fn read_all(&self) -> (tally_core::SignedCheckpoint, Vec<Vec<u8>>) {
+        let address = self.socket().parse().unwrap();
+        let mut c = client::connect(&address, Default::default()).await.unwrap();
+        let note = c
+            .get_checkpoint(v1::GetCheckpointRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .note;
+        let signed = tally_core::SignedCheckpoint::open(&note, &self.vkey).unwrap();
+        let size = signed.checkpoint().tree.size;
+        let mut entries = Vec::new();
+        let mut at = 0;
+        while at < size {
+            let end = (at + 1000).min(size);
+            let mut pages = c
+                .get_entries(v1::GetEntriesRequest { start: at, end })
+                .await
+                .unwrap()
+                .into_inner();
+            while let Some(page) = pages.message().await.unwrap() {
+                entries.extend(page.entries);
+            }
+            at = end;
+        }
+        assert_eq!(entries.len() as u64, size);
+        (signed, entries)
+    }
+
     /// Makes a key and config in `dir` (created if needed) and starts the daemon. `options`
     /// are config lines (`key = value`) that replace or add to the test defaults.
     pub fn start(dir: &Path, origin: &str, options: &[&str]) -> LogDaemon {

@@ -52,6 +52,10 @@ pub struct Config {
     /// Seconds a connection may stay silent before it is closed.
     #[serde(default = "tally_proto::serve::default_idle_timeout_secs")]
     pub idle_timeout_secs: u64,
+    /// The memory the aggregator may use, in MiB: its page cache (`cache_mb`) plus what the
+    /// syncs in progress hold. Syncs beyond what fits wait their turn.
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u64,
     /// The longest one call to a followed log may take (a page of entries included), in
     /// seconds: a log that answers slower is retried later.
     #[serde(default = "default_peer_timeout_secs")]
@@ -99,6 +103,10 @@ fn default_listen() -> SocketAddr {
 fn default_poll_interval_secs() -> u64 {
     10
 }
+fn default_memory_mb() -> u64 {
+    1024
+}
+
 fn default_peer_timeout_secs() -> u64 {
     60
 }
@@ -117,7 +125,24 @@ fn default_sync_chunk() -> u64 {
     50_000
 }
 
+/// What one sync in progress may hold, in MiB: three chunks of entries (one being
+/// fetched, one waiting, one being appended, each at most 16 MiB of entry bytes) with their
+/// allocation overhead, and the map nodes it touches.
+pub const SYNC_MB: u64 = 96;
+
+/// What the process needs besides its cache and syncs, in MiB.
+pub const BASE_MB: u64 = 96;
+
 impl Config {
+    /// How many logs may sync at once within `memory_mb`.
+    pub fn concurrent_syncs(&self) -> usize {
+        let free = self
+            .memory_mb
+            .saturating_sub(self.cache_mb as u64)
+            .saturating_sub(BASE_MB);
+        usize::try_from(free / SYNC_MB).unwrap_or(usize::MAX)
+    }
+
     /// What one peer may hold: connections and how long they may stay silent.
     pub fn limits(&self) -> Result<tally_proto::serve::Limits, AggregatorError> {
         tally_proto::serve::Limits::from_config(self.max_connections, self.idle_timeout_secs)
@@ -169,6 +194,16 @@ impl Config {
         let bad =
             |option: String, problem: String| Err(AggregatorError::Config { option, problem });
         self.limits()?;
+        if self.concurrent_syncs() == 0 {
+            return bad(
+                "memory_mb".into(),
+                format!(
+                    "{} MiB leaves no room for a sync beside cache_mb = {} (a sync needs {} MiB \
+                     and the process {} MiB more): raise memory_mb or lower cache_mb",
+                    self.memory_mb, self.cache_mb, SYNC_MB, BASE_MB
+                ),
+            );
+        }
         if self.peer_timeout_secs == 0 {
             return bad("peer_timeout_secs".into(), "must be at least 1".into());
         }

@@ -97,6 +97,8 @@ pub(crate) struct Follower {
     pub(crate) last_durable: std::time::Instant,
     /// Cancelled when the database must be reopened: the aggregator stops.
     pub(crate) fatal: CancellationToken,
+    /// Permits to sync, shared by every follower: what fits in `memory_mb`.
+    pub(crate) syncs: Arc<tokio::sync::Semaphore>,
     pub(crate) remotes: Vec<Option<Remote>>,
     /// Checkpoints pushed to the witness or read from peers.
     pub(crate) offered: Arc<Offered>,
@@ -536,6 +538,21 @@ impl Follower {
             .as_ref()
             .map_or(0, |v| v.checkpoint.tree.size);
         let mut start = state.size;
+        // Within the memory budget: wait for a turn if other logs are syncing.
+        let syncs = Arc::clone(&self.syncs);
+        let _permit = match syncs.try_acquire() {
+            Ok(p) => p,
+            Err(_) => {
+                self.statuses.syncing(
+                    &origin,
+                    format!("synced {start} of {total}; waiting for other syncs (memory_mb)"),
+                );
+                syncs
+                    .acquire()
+                    .await
+                    .map_err(|_| Stop::Retry("shutting down".into()))?
+            }
+        };
         self.statuses
             .syncing(&origin, format!("synced {start} of {total}"));
         self.progress.start(&origin, start, total);

@@ -103,17 +103,8 @@ pub async fn start(
     config.validate()?;
     let Secrets { cosigner, admin } = Secrets::load(&config)?;
     // A fatal storage error stops this aggregator, not whatever else shares `shutdown`.
-    let shutdown = shutdown.child_token();
     let fatal = CancellationToken::new();
-    tokio::spawn({
-        let (fatal, shutdown) = (fatal.clone(), shutdown.clone());
-        async move {
-            tokio::select! {
-                () = fatal.cancelled() => shutdown.cancel(),
-                () = shutdown.cancelled() => {}
-            }
-        }
-    });
+    let shutdown = tally_proto::serve::stop_token(&shutdown, &fatal);
     std::fs::create_dir_all(&config.data_dir).map_err(io(format!(
         "creating data_dir {}",
         config.data_dir.display()
@@ -179,6 +170,7 @@ pub async fn start(
         .local_addr()
         .map_err(io(format!("listen on {}", config.listen)))?;
     let mut followers = tokio::task::JoinSet::new();
+    let syncs = Arc::new(tokio::sync::Semaphore::new(config.concurrent_syncs()));
     for log in &config.logs {
         let follower = Follower {
             log: log.clone(),
@@ -198,6 +190,7 @@ pub async fn start(
             peer_timeout: std::time::Duration::from_secs(config.peer_timeout_secs),
             last_durable: std::time::Instant::now(),
             fatal: fatal.clone(),
+            syncs: Arc::clone(&syncs),
             remotes: log.urls.iter().map(|_| None).collect(),
             offered: Arc::clone(&offered),
             faults: log.urls.iter().map(|_| None).collect(),

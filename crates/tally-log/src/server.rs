@@ -54,17 +54,8 @@ pub struct Running {
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, LogError> {
     config.validate()?;
     // A fatal storage error stops this daemon, not whatever else shares `shutdown`.
-    let shutdown = shutdown.child_token();
     let fatal = CancellationToken::new();
-    tokio::spawn({
-        let (fatal, shutdown) = (fatal.clone(), shutdown.clone());
-        async move {
-            tokio::select! {
-                () = fatal.cancelled() => shutdown.cancel(),
-                () = shutdown.cancelled() => {}
-            }
-        }
-    });
+    let shutdown = tally_proto::serve::stop_token(&shutdown, &fatal);
     let key = load_key(&config)?;
     let tcp_access = load_tcp_access(&config)?;
     std::fs::create_dir_all(&config.data_dir).map_err(io(format!(

@@ -84,6 +84,23 @@ impl Default for Limits {
     }
 }
 
+/// A daemon's own stop signal: cancelled with `shutdown`, or when the daemon cancels
+/// `fatal` because it cannot go on, without cancelling `shutdown` (which other services in
+/// the process may share). Call within a Tokio runtime.
+pub fn stop_token(shutdown: &CancellationToken, fatal: &CancellationToken) -> CancellationToken {
+    let stop = shutdown.child_token();
+    tokio::spawn({
+        let (fatal, stop) = (fatal.clone(), stop.clone());
+        async move {
+            tokio::select! {
+                () = fatal.cancelled() => stop.cancel(),
+                () = stop.cancelled() => {}
+            }
+        }
+    });
+    stop
+}
+
 /// A listener the loop accepts from: TCP or a Unix socket.
 pub trait Listener: Send + 'static {
     /// A connection.
