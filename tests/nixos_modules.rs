@@ -1572,10 +1572,16 @@ fn the_vm_tests_nodes_evaluate() {
         .unwrap();
     let policy = std::fs::read_to_string(policy).unwrap();
     for builder in ["builder1", "builder2", "builder3"] {
+        // Git keeps no file modes beyond the executable bit, so a checkout's key is
+        // world-readable, and the binary rightly refuses it. Read a private copy.
+        let key = h.dir.path().join(format!("{builder}.key"));
+        std::fs::copy(repo().join(format!("tests/nixos/keys/{builder}.key")), &key).unwrap();
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         let public = nix::output(
             Command::new(&h.tally)
                 .args(["key", "public", "--secret-key-file"])
-                .arg(repo().join(format!("tests/nixos/keys/{builder}.key"))),
+                .arg(&key),
         );
         let vkey = public.lines().nth(1).unwrap();
         assert!(
