@@ -2,8 +2,9 @@
 //! back them.
 
 use tally_core::answer::{AnswerEntry, LogAnswer};
+use tally_core::evidence::{Disagreement, OriginAnswer};
 use tally_core::map::{MapAnswer, MapKey, MapValue};
-use tally_core::{Attestation, KeyName, StorePathHash};
+use tally_core::{Attestation, Hash, KeyName, StorePathHash};
 use tally_store::{LogReader, MirrorStore, StoreError, StoredCheckpoint};
 
 /// A snapshot of one mirror.
@@ -34,6 +35,69 @@ impl MirrorView {
         self.verified
             .as_ref()
             .filter(|c| c.checkpoint.tree.size == self.reader.size())
+    }
+
+    /// The paths attested in entries `[from, to)` that one of `others` attests with another
+    /// NAR, each with both logs' proven answers.
+    ///
+    /// A path whose map value in the other log carries this entry's hash is the same bytes,
+    /// so only disagreements read the other log's entry. Each batch is looked up in key
+    /// order, so that neighbouring lookups share the map's pages.
+    pub(crate) fn disagreements(
+        &self,
+        others: &[MirrorView],
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Disagreement>, StoreError> {
+        let mut found = Vec::new();
+        let mut at = from;
+        while at < to {
+            let end = (at + 10_000).min(to);
+            let mut batch: Vec<(MapKey, Hash, Attestation)> = self
+                .reader
+                .entries(at, end)?
+                .into_iter()
+                .filter_map(|entry| {
+                    let mine = Attestation::decode(&entry).ok()?;
+                    let key = MapKey::for_path(&mine.output_path().hash());
+                    Some((key, Hash::of(&entry), mine))
+                })
+                .collect();
+            batch.sort_unstable_by_key(|b| b.0);
+            for other in others {
+                for (key, entry_hash, mine) in &batch {
+                    match other.reader.lookup(key)? {
+                        Some(v) if v.entry_hash != *entry_hash => {}
+                        _ => continue,
+                    }
+                    let path = mine.output_path().hash();
+                    let Some((_, theirs)) = other.lookup(&path)? else {
+                        continue;
+                    };
+                    if theirs.same_nar(mine) {
+                        continue;
+                    }
+                    let (Some(a), Some(b)) = (self.answer(&path)?, other.answer(&path)?) else {
+                        continue;
+                    };
+                    found.push(Disagreement {
+                        path,
+                        answers: vec![
+                            OriginAnswer {
+                                origin: self.origin.clone(),
+                                answer: a,
+                            },
+                            OriginAnswer {
+                                origin: other.origin.clone(),
+                                answer: b,
+                            },
+                        ],
+                    });
+                }
+            }
+            at = end;
+        }
+        Ok(found)
     }
 
     /// The log's attestation of a path: its index and the attestation.

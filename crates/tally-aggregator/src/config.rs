@@ -125,22 +125,32 @@ fn default_sync_chunk() -> u64 {
     50_000
 }
 
-/// What one sync in progress may hold, in MiB: three chunks of entries (one being
-/// fetched, one waiting, one being appended, each at most 16 MiB of entry bytes) with their
-/// allocation overhead, and the map nodes it touches.
-pub const SYNC_MB: u64 = 96;
+/// What a sync holds per entry of its chunk, in bytes: the chunk being fetched, the one
+/// waiting and the one being appended (raw and decoded), and the write transaction's dirty
+/// pages (about one map page per new key).
+pub const SYNC_BYTES_PER_ENTRY: u64 = 8 << 10;
 
 /// What the process needs besides its cache and syncs, in MiB.
 pub const BASE_MB: u64 = 96;
 
+/// What a sync of chunks of `entries` may hold, in MiB (at least 1).
+pub fn sync_mb(entries: u64) -> u32 {
+    let mb = entries
+        .saturating_mul(SYNC_BYTES_PER_ENTRY)
+        .div_ceil(1 << 20);
+    u32::try_from(mb.max(1)).unwrap_or(u32::MAX)
+}
+
 impl Config {
-    /// How many logs may sync at once within `memory_mb`.
-    pub fn concurrent_syncs(&self) -> usize {
+    /// The MiB that syncs share within `memory_mb`: each takes what its next chunks need
+    /// ([`sync_mb`]), so a log catching up a few entries is not kept waiting behind
+    /// another's initial sync, and initial syncs of many logs take turns.
+    pub fn sync_budget_mb(&self) -> u32 {
         let free = self
             .memory_mb
             .saturating_sub(self.cache_mb as u64)
             .saturating_sub(BASE_MB);
-        usize::try_from(free / SYNC_MB).unwrap_or(usize::MAX)
+        u32::try_from(free).unwrap_or(u32::MAX)
     }
 
     /// What one peer may hold: connections and how long they may stay silent.
@@ -194,16 +204,6 @@ impl Config {
         let bad =
             |option: String, problem: String| Err(AggregatorError::Config { option, problem });
         self.limits()?;
-        if self.concurrent_syncs() == 0 {
-            return bad(
-                "memory_mb".into(),
-                format!(
-                    "{} MiB leaves no room for a sync beside cache_mb = {} (a sync needs {} MiB \
-                     and the process {} MiB more): raise memory_mb or lower cache_mb",
-                    self.memory_mb, self.cache_mb, SYNC_MB, BASE_MB
-                ),
-            );
-        }
         if self.peer_timeout_secs == 0 {
             return bad("peer_timeout_secs".into(), "must be at least 1".into());
         }
@@ -286,6 +286,21 @@ impl Config {
                 format!("{} is not between 1000 and 1000000", self.sync_chunk),
             );
         }
+        if self.sync_budget_mb() < sync_mb(self.sync_chunk) {
+            return bad(
+                "memory_mb".into(),
+                format!(
+                    "{} MiB leaves no room for a sync beside cache_mb = {}: a sync of \
+                     sync_chunk = {} entries needs {} MiB and the process {} MiB more; raise \
+                     memory_mb, or lower cache_mb or sync_chunk",
+                    self.memory_mb,
+                    self.cache_mb,
+                    self.sync_chunk,
+                    sync_mb(self.sync_chunk),
+                    BASE_MB
+                ),
+            );
+        }
         if !(8..=1 << 20).contains(&self.cache_mb) {
             return bad(
                 "cache_mb".into(),
@@ -308,5 +323,47 @@ impl Config {
     /// The database file.
     pub fn database(&self) -> PathBuf {
         self.data_dir.join("aggregator.redb")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        toml::from_str(&format!(
+            "{extra}\n[[logs]]\norigin = \"a.example/log\"\n\
+             vkey = \"a.example/log+4943e0e0+Acwu1S1UmlxhZJFRrsqVVZ8N+IrKcxSWISB9pTbNV2QC\"\n\
+             urls = [\"http://127.0.0.1:1\"]\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_sync_costs_memory_in_proportion_to_its_chunk() {
+        assert_eq!(sync_mb(0), 1);
+        assert_eq!(sync_mb(128), 1);
+        assert_eq!(sync_mb(1000), 8);
+        assert_eq!(sync_mb(50_000), 391);
+        // The defaults: one initial sync of 50,000-entry chunks at a time within 1 GiB,
+        // beside the cache, with room for small catch-ups of other logs.
+        let c = config("");
+        assert_eq!(c.sync_budget_mb(), 1024 - 256 - 96);
+        assert_eq!(c.sync_budget_mb() / sync_mb(c.sync_chunk), 1);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn a_budget_too_small_for_one_chunk_names_the_options() {
+        let c = config("memory_mb = 600");
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("memory_mb"), "{e}");
+        assert!(
+            e.contains("sync_chunk = 50000 entries needs 391 MiB"),
+            "{e}"
+        );
+        config("memory_mb = 600\nsync_chunk = 20000")
+            .validate()
+            .unwrap();
     }
 }

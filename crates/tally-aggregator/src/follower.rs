@@ -22,9 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tally_core::backoff::Backoff;
-use tally_core::evidence::{
-    BadMapRoot, Bundle, Contradiction, Disagreement, Fork, OriginAnswer, ProvenEntry,
-};
+use tally_core::evidence::{BadMapRoot, Bundle, Contradiction, Fork, ProvenEntry};
 use tally_core::map::{MapAnswer, MapKey};
 use tally_core::tlog::{self, NodeId};
 use tally_core::{Attestation, Hash, KeyName, SignedCheckpoint};
@@ -538,9 +536,10 @@ impl Follower {
             .as_ref()
             .map_or(0, |v| v.checkpoint.tree.size);
         let mut start = state.size;
-        // Within the memory budget: wait for a turn if other logs are syncing.
+        // Within the memory budget: wait for a turn if other logs' syncs hold it.
+        let need = crate::config::sync_mb(self.chunk.min(total.saturating_sub(start)));
         let syncs = Arc::clone(&self.syncs);
-        let _permit = match syncs.try_acquire() {
+        let permit = match syncs.try_acquire_many(need) {
             Ok(p) => p,
             Err(_) => {
                 self.statuses.syncing(
@@ -548,7 +547,7 @@ impl Follower {
                     format!("synced {start} of {total}; waiting for other syncs (memory_mb)"),
                 );
                 syncs
-                    .acquire()
+                    .acquire_many(need)
                     .await
                     .map_err(|_| Stop::Retry("shutting down".into()))?
             }
@@ -558,6 +557,8 @@ impl Follower {
         self.progress.start(&origin, start, total);
         let result = self.sync_chunks(url, target, &mut start).await;
         self.progress.finish(&origin);
+        // What follows reads the store but holds no chunks: the next log may start.
+        drop(permit);
         match result {
             Err(Stop::MapMismatch(computed)) => {
                 tracing::warn!(%origin, "replayed map root {computed} differs from the signed {}", target.checkpoint.map_root);
@@ -845,7 +846,7 @@ impl Follower {
             blocking(&self.store, move |s| s.clear_contradictions(&o)).await?;
         }
 
-        self.disagreements(&view, first_new, size).await?;
+        self.disagreements(first_new, size).await?;
         if let Some(w) = self.witness.clone() {
             match w.cosign_verified(&origin, target, &view).await? {
                 Cosigned::Yes => {
@@ -861,67 +862,42 @@ impl Follower {
         Ok(())
     }
 
-    /// Compares the paths attested in `[from, to)` with the other logs.
-    async fn disagreements(&self, view: &MirrorView, from: u64, to: u64) -> Result<(), Stop> {
-        let mut others = Vec::new();
-        for o in &self.others {
-            if self
-                .statuses
-                .get(o)
-                .is_some_and(|s| s.state == State::Excluded)
-            {
-                continue;
-            }
-            let o = o.clone();
-            let other = blocking(&self.store, move |s| MirrorView::open(s, &o)).await?;
-            if other.answering().is_some() {
-                others.push(other);
-            }
-        }
+    /// Compares the paths attested in `[from, to)` with the other logs, off the async
+    /// threads: at 10^6 new entries and ten logs this is millions of map reads.
+    async fn disagreements(&self, from: u64, to: u64) -> Result<(), Stop> {
+        let others: Vec<KeyName> = self
+            .others
+            .iter()
+            .filter(|o| {
+                self.statuses
+                    .get(o)
+                    .is_none_or(|s| s.state != State::Excluded)
+            })
+            .cloned()
+            .collect();
         if others.is_empty() || from >= to {
             return Ok(());
         }
         let origin = self.origin().clone();
-        let mut at = from;
-        while at < to {
-            let end = (at + 10_000).min(to);
-            for entry in view.reader.entries(at, end)? {
-                let Ok(mine) = Attestation::decode(&entry) else {
-                    continue;
-                };
-                let path = mine.output_path().hash();
-                for other in &others {
-                    let Some((_, theirs)) = other.lookup(&path)? else {
-                        continue;
-                    };
-                    if theirs.same_nar(&mine) {
-                        continue;
-                    }
-                    let (Some(a), Some(b)) = (view.answer(&path)?, other.answer(&path)?) else {
-                        continue;
-                    };
-                    let mut names = [origin.to_string(), other.origin.to_string()];
-                    names.sort();
-                    let bundle = Bundle::Disagreement(Disagreement {
-                        path,
-                        answers: vec![
-                            OriginAnswer {
-                                origin: origin.clone(),
-                                answer: a,
-                            },
-                            OriginAnswer {
-                                origin: other.origin.clone(),
-                                answer: b,
-                            },
-                        ],
-                    });
-                    self.evidence.record(
-                        &format!("disagreement:{path}:{}:{}", names[0], names[1]),
-                        bundle,
-                    );
+        let found = blocking(&self.store, move |s| {
+            let view = MirrorView::open(s, &origin)?;
+            let mut answering = Vec::new();
+            for o in &others {
+                let other = MirrorView::open(s, o)?;
+                if other.answering().is_some() {
+                    answering.push(other);
                 }
             }
-            at = end;
+            view.disagreements(&answering, from, to)
+        })
+        .await?;
+        for d in found {
+            let mut names: Vec<String> = d.answers.iter().map(|a| a.origin.to_string()).collect();
+            names.sort();
+            self.evidence.record(
+                &format!("disagreement:{}:{}", d.path, names.join(":")),
+                Bundle::Disagreement(d),
+            );
         }
         Ok(())
     }

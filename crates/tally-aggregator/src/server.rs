@@ -170,7 +170,7 @@ pub async fn start(
         .local_addr()
         .map_err(io(format!("listen on {}", config.listen)))?;
     let mut followers = tokio::task::JoinSet::new();
-    let syncs = Arc::new(tokio::sync::Semaphore::new(config.concurrent_syncs()));
+    let syncs = Arc::new(tokio::sync::Semaphore::new(config.sync_budget_mb() as usize));
     for log in &config.logs {
         let follower = Follower {
             log: log.clone(),

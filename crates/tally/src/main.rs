@@ -19,6 +19,14 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+/// The daemons allocate from many threads (async workers and the blocking pool that runs
+/// redb). glibc's malloc gives each contending thread its own arena and rarely returns
+/// their free pages, so an aggregator syncing 10 logs one at a time grew to 2 GB where the
+/// same work with two arenas peaked at 981 MiB (docs/BENCHMARKS.md, issue 16). mimalloc
+/// keeps memory near what is live, without the environment variable that limits arenas.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // Called as `tally-hook` (Nix runs its post-build hook without arguments): act as
     // `tally hook`.
