@@ -5,9 +5,9 @@
 use std::time::{Duration, Instant};
 
 use tally_core::{Attestation, Note, sample};
-use tally_tests::daemon::{AggregatorDaemon, LogDaemon, trust_policy};
+use tally_tests::daemon::{AggregatorDaemon, LogDaemon};
 use tally_tests::nginx::Nginx;
-use tally_tests::{http, run_ok, tally};
+use tally_tests::{http, run_ok};
 
 /// The tree size of the checkpoint in a tiles directory.
 fn published(dir: &std::path::Path) -> u64 {
@@ -143,14 +143,7 @@ async fn nginx_serves_the_published_tiles_and_an_aggregator_follows_through_it()
     log.submit(&later).await;
     wait_published(&tiles, size + 700);
     agg.wait_verified(&log.origin, size + 700).await;
-    let policy = dir.path().join("trust.policy");
-    std::fs::write(&policy, trust_policy(&[&log], "attest 1-of-1\n")).unwrap();
-    run_ok(
-        tally()
-            .args(["check", "--aggregator", &agg.url(), "--policy-file"])
-            .arg(&policy)
-            .arg(later[699].output_path().to_string()),
-    );
+    agg.assert_trusted(&log, &later[699].output_path().to_string());
 }
 
 /// A tiles URL that serves bytes other than the log's is faulty, and the log is verified

@@ -440,15 +440,8 @@ async fn a_corrupting_mirror_is_marked_and_the_log_still_votes() {
         "no evidence against the log: {evidence:?}"
     );
     // It votes, with proofs that check.
-    let policy = dir.path().join("trust.policy");
-    std::fs::write(&policy, trust_policy(&[&log], "attest 1-of-1\n")).unwrap();
     // `tally check` exits 0 only for a path trusted with checked proofs.
-    run_ok(
-        tally()
-            .args(["check", "--aggregator", &agg.url(), "--policy-file"])
-            .arg(&policy)
-            .arg(entries[3].output_path().to_string()),
-    );
+    let policy = agg.assert_trusted(&log, &entries[3].output_path().to_string());
     // The dashboard shows each URL's state.
     let page = http::get(agg.addr, "/").text();
     assert!(page.contains("faulty"), "{page}");

@@ -11,7 +11,7 @@ use tally_core::VerifyingKey;
 use tally_proto::client::{self, Address};
 use tally_proto::v1;
 
-use crate::{http, tally};
+use crate::{http, run_ok, tally};
 
 /// What daemons in tests listen on: port 0, so the kernel picks a free port and the daemon
 /// reports it (`--ready-file`). Picking a port in the test and releasing it for the daemon
@@ -375,6 +375,21 @@ pub struct AggregatorDaemon {
 }
 
 impl AggregatorDaemon {
+    /// Asserts that `tally check`, under a 1-of-1 policy of `log` written into this
+    /// aggregator's directory, finds `path` trusted with proofs that check. Returns the
+    /// policy file.
+    pub fn assert_trusted(&self, log: &LogDaemon, path: &str) -> PathBuf {
+        let policy = self.dir.join("trust.policy");
+        std::fs::write(&policy, trust_policy(&[log], "attest 1-of-1\n")).unwrap();
+        run_ok(
+            tally()
+                .args(["check", "--aggregator", &self.url(), "--policy-file"])
+                .arg(&policy)
+                .arg(path),
+        );
+        policy
+    }
+
     /// Starts an aggregator following `logs` (origin, vkey, urls). `options` are extra config
     /// lines that replace the test defaults.
     pub fn start(
